@@ -1,0 +1,42 @@
+import { Either, ParseResult, Schema } from "effect"
+
+/** A task event: the whole Kafka message value on the event topic, a bare JSON object. */
+export const TaskEvent = Schema.Struct({
+  identifier: Schema.optionalWith(Schema.String, { default: () => "" }),
+  created: Schema.optional(Schema.String),
+  modified: Schema.optional(Schema.String),
+  taskIdentifier: Schema.String,
+  frontmatter: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Unknown }), {
+    default: () => ({})
+  }),
+  content: Schema.optionalWith(Schema.String, { default: () => "" })
+})
+export type TaskEvent = typeof TaskEvent.Type
+
+/** Why a message on the event topic was skipped; each is counted, none is fatal. */
+export type EventSkip =
+  | { readonly _tag: "Empty" }
+  | { readonly _tag: "NotJson"; readonly message: string }
+  | { readonly _tag: "NotATask"; readonly message: string }
+  | { readonly _tag: "NoTaskId" }
+
+const decodeTask = Schema.decodeUnknownEither(TaskEvent, { errors: "all" })
+
+/** Decodes a raw message value. Never throws: bad input becomes a skip reason. */
+export const decodeTaskEvent = (value: string | null | undefined): Either.Either<TaskEvent, EventSkip> => {
+  if (value === null || value === undefined || value.trim() === "") return Either.left({ _tag: "Empty" })
+  let json: unknown
+  try {
+    json = JSON.parse(value)
+  } catch (error) {
+    return Either.left({ _tag: "NotJson", message: String(error) })
+  }
+  return decodeTask(json).pipe(
+    Either.mapLeft(
+      (error): EventSkip => ({ _tag: "NotATask", message: ParseResult.TreeFormatter.formatErrorSync(error) })
+    ),
+    Either.flatMap((task) =>
+      task.taskIdentifier === "" ? Either.left({ _tag: "NoTaskId" } as const) : Either.right(task)
+    )
+  )
+}

@@ -1,0 +1,19 @@
+import { DateTime, Option } from "effect"
+
+/** Epoch milliseconds: the one representation of an instant inside the executor. */
+export type Millis = number
+
+/** UTC, second precision, `Z` suffix: the format of `job_started_at` and `## Failure` timestamps. */
+export const formatUtcSeconds = (at: Millis): string =>
+  DateTime.formatIso(DateTime.unsafeMake(Math.floor(at / 1000) * 1000)).replace(".000Z", "Z")
+
+/** Parses an RFC3339 timestamp (fractional seconds allowed); `None` when absent or unparseable. */
+export const parseTimestamp = (value: string | undefined): Option.Option<Millis> =>
+  value === undefined || value === ""
+    ? Option.none()
+    : Option.filter(
+        Option.map(DateTime.make(value), DateTime.toEpochMillis),
+        (ms) => Number.isFinite(ms)
+      )
+
+export const seconds = (n: number): Millis => n * 1000

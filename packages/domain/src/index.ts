@@ -1,0 +1,8 @@
+export * as AgentConfig from "./AgentConfig.js"
+export * as Commands from "./Commands.js"
+export * as Frontmatter from "./Frontmatter.js"
+export * as Kube from "./Kube.js"
+export * as Labels from "./Labels.js"
+export * as TaskEvent from "./TaskEvent.js"
+export * as Time from "./Time.js"
+export * from "./ZombieReason.js"
