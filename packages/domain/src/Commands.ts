@@ -67,3 +67,17 @@ export const topics = (prefix: string) => {
   const name = (suffix: string) => (prefix === "" ? `agent-task-v1-${suffix}` : `${prefix}-agent-task-v1-${suffix}`)
   return { event: name("event"), request: name("request"), result: name("result") } as const
 }
+
+/** Wraps a command in the envelope; ids and time come from the caller (Effect's Random and Clock). */
+export const toEnvelope = (
+  command: Command,
+  meta: { readonly requestId: string; readonly requestTime: string; readonly initiator?: string }
+): CommandEnvelope => ({
+  requestID: meta.requestId,
+  requestTime: meta.requestTime,
+  initiator: meta.initiator ?? "executor",
+  operation: command._tag,
+  id: "",
+  data: command.data,
+  header: {}
+})

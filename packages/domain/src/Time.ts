@@ -17,3 +17,6 @@ export const parseTimestamp = (value: string | undefined): Option.Option<Millis>
       )
 
 export const seconds = (n: number): Millis => n * 1000
+
+/** RFC3339 with milliseconds, UTC. */
+export const formatIso = (at: Millis): string => DateTime.formatIso(DateTime.unsafeMake(at))

@@ -1,0 +1,33 @@
+import { Context, type Effect, type Option, type Stream } from "effect"
+import type { Kube } from "@executor/domain"
+
+/**
+ * One change seen by an informer. A subscription first replays the whole cache as `Upsert`s, then
+ * says `Synced`, then follows live changes: a consumer that handles every event is level-triggered
+ * and never misses an object, whenever it subscribes.
+ */
+export type WatchEvent<A> =
+  | { readonly _tag: "Upsert"; readonly object: A }
+  | { readonly _tag: "Delete"; readonly object: A }
+  | { readonly _tag: "Synced" }
+
+/** A `Config` custom resource as watched: its spec is decoded later, by the agent registry. */
+export interface ConfigObject {
+  readonly metadata: Kube.ObjectMeta
+  readonly spec: unknown
+}
+
+/** Cluster reads: informer streams and their caches, scoped to the executor's namespace. */
+export interface ClusterWatchShape {
+  readonly jobEvents: Stream.Stream<WatchEvent<Kube.Job>>
+  readonly podEvents: Stream.Stream<WatchEvent<Kube.Pod>>
+  readonly configEvents: Stream.Stream<WatchEvent<ConfigObject>>
+  /** Completes once the Job, Pod and Config caches hold their initial lists. */
+  readonly synced: Effect.Effect<void>
+  readonly job: (name: string) => Effect.Effect<Option.Option<Kube.Job>>
+  /** Every Job carrying the task-id label. */
+  readonly jobs: Effect.Effect<ReadonlyArray<Kube.Job>>
+  readonly podsOfJob: (jobName: string) => Effect.Effect<ReadonlyArray<Kube.Pod>>
+}
+
+export class ClusterWatch extends Context.Tag("executor/ClusterWatch")<ClusterWatch, ClusterWatchShape>() {}

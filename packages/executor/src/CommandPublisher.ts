@@ -1,0 +1,32 @@
+import { Context, type Effect, Schema } from "effect"
+import type { Commands } from "@executor/domain"
+
+/** The consumed position to commit together with a batch of commands (kafkajs `sendOffsets`). */
+export interface ConsumedOffset {
+  readonly topic: string
+  readonly partition: number
+  /** The offset of the handled message; the next one to read is `offset + 1`. */
+  readonly offset: string
+}
+
+export class PublishError extends Schema.TaggedError<PublishError>()("PublishError", {
+  /** `invalid` payloads never go out and are not retried; `unavailable` is retried. */
+  kind: Schema.Literal("invalid", "unavailable"),
+  message: Schema.String
+}) {}
+
+/**
+ * Publishes commands on the request topic, keyed by task id, as one transaction: a read-committed
+ * consumer sees all of a batch or none of it, in order.
+ */
+export interface CommandPublisherShape {
+  readonly publish: (
+    commands: ReadonlyArray<Commands.Command>,
+    consumed?: ConsumedOffset
+  ) => Effect.Effect<void, PublishError>
+}
+
+export class CommandPublisher extends Context.Tag("executor/CommandPublisher")<
+  CommandPublisher,
+  CommandPublisherShape
+>() {}

@@ -1,0 +1,66 @@
+import { Clock, Context, Effect, Layer, Ref } from "effect"
+
+/**
+ * Exactly one verdict per job attempt among concurrent detectors (decisions D4.2): `reserve` is
+ * atomic; the winner `confirm`s after publishing or `release`s if it gave up. A reservation never
+ * expires (its publish may be retried for a long outage); a confirmed key expires after its TTL.
+ * Least recently used keys are evicted first when full. The durable half of the guarantee is the
+ * verdict mark on the Job.
+ */
+export interface DedupeShape {
+  readonly reserve: (key: string, ttlMillis: number) => Effect.Effect<boolean>
+  readonly confirm: (key: string) => Effect.Effect<void>
+  readonly release: (key: string) => Effect.Effect<void>
+  readonly size: Effect.Effect<number>
+}
+
+interface Entry {
+  readonly state: "reserved" | "confirmed"
+  readonly at: number
+  readonly ttlMillis: number
+}
+
+export const defaultCapacity = 4096
+
+const touch = (entries: ReadonlyMap<string, Entry>, key: string, entry: Entry, capacity: number) => {
+  const next = new Map(entries)
+  next.delete(key)
+  next.set(key, entry)
+  for (const [oldest, candidate] of next) {
+    if (next.size <= capacity) break
+    if (candidate.state === "confirmed") next.delete(oldest)
+  }
+  return next
+}
+
+export const make = (capacity: number = defaultCapacity) =>
+  Effect.gen(function* () {
+    const entries = yield* Ref.make<ReadonlyMap<string, Entry>>(new Map())
+    const reserve = (key: string, ttlMillis: number) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Ref.modify(entries, (current): [boolean, ReadonlyMap<string, Entry>] => {
+          const existing = current.get(key)
+          const live = existing !== undefined && (existing.state === "reserved" || now - existing.at < existing.ttlMillis)
+          return live ? [false, current] : [true, touch(current, key, { state: "reserved", at: now, ttlMillis }, capacity)]
+        })
+      )
+    const confirm = (key: string) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Ref.update(entries, (current) => {
+          const existing = current.get(key)
+          return existing === undefined ? current : touch(current, key, { ...existing, state: "confirmed", at: now }, capacity)
+        })
+      )
+    const release = (key: string) =>
+      Ref.update(entries, (current) => {
+        if (current.get(key)?.state !== "reserved") return current
+        const next = new Map(current)
+        next.delete(key)
+        return next
+      })
+    return Dedupe.of({ reserve, confirm, release, size: Effect.map(Ref.get(entries), (m) => m.size) })
+  })
+
+export class Dedupe extends Context.Tag("executor/Dedupe")<Dedupe, DedupeShape>() {
+  static readonly layer = Layer.effect(Dedupe, make())
+}

@@ -1,0 +1,221 @@
+import { Clock, Context, Duration, Effect, FiberMap, FiberSet, Layer, Metric, Option } from "effect"
+import { Classifier, Doctrine, type Kube, Time, type ZombieReason } from "@executor/domain"
+import { AgentRegistry } from "./AgentRegistry.js"
+import { ClusterOps } from "./ClusterOps.js"
+import { ClusterWatch } from "./ClusterWatch.js"
+import { CommandPublisher } from "./CommandPublisher.js"
+import { Dedupe } from "./Dedupe.js"
+import { ExecutorSettings } from "./ExecutorSettings.js"
+import { Journal, type VerdictSource } from "./Journal.js"
+import * as Metrics from "./Metrics.js"
+import { transientBackoff } from "./Retry.js"
+import { RunTracker, type TrackedRun } from "./RunTracker.js"
+
+/** The durable verdict mark written on the Job before publishing (decisions D6.2). */
+export interface VerdictMark {
+  readonly reason: ZombieReason
+  readonly detail: string
+  readonly at: string
+  readonly source: VerdictSource
+}
+
+export interface VerdictsShape {
+  /** Classifies a tracked run from the caches and acts on the judgement; a no-op for other Jobs. */
+  readonly evaluate: (jobName: string, source: VerdictSource) => Effect.Effect<void>
+  /**
+   * Publishes a verdict already marked on a Job by an earlier executor that stopped before deleting
+   * it (the at-least-once window of D6.2), then finishes the clean-up.
+   */
+  readonly resume: (run: TrackedRun, mark: VerdictMark) => Effect.Effect<void>
+  /** Waits until every verdict in progress has been published and cleaned up (tests, shutdown). */
+  readonly drain: Effect.Effect<void>
+}
+
+const dedupeTtlMillis = (timeoutSeconds: number) => Duration.toMillis(Duration.seconds(Math.max(3600, 2 * timeoutSeconds)))
+
+export const make = Effect.gen(function* () {
+  const watch = yield* ClusterWatch
+  const ops = yield* ClusterOps
+  const publisher = yield* CommandPublisher
+  const registry = yield* AgentRegistry
+  const tracker = yield* RunTracker
+  const dedupe = yield* Dedupe
+  const journal = yield* Journal
+  const { names } = yield* ExecutorSettings
+  const rechecks = yield* FiberMap.make<string>()
+  const pipelines = yield* FiberSet.make()
+
+  const ignoreNotFound = <E extends { readonly _tag: string }>(effect: Effect.Effect<void, E>) =>
+    Effect.catchIf(effect, (e) => e._tag === "NotFound", () => Effect.void)
+
+  /** API calls after the verdict is decided: transient errors retried a while, then logged. */
+  const cleanUpStep = <E extends { readonly _tag: string; readonly message: string }>(
+    step: string,
+    jobName: string,
+    effect: Effect.Effect<void, E>
+  ) =>
+    ignoreNotFound(effect).pipe(
+      Effect.retry({ schedule: transientBackoff(), times: 8 }),
+      Effect.catchAll((error) =>
+        Effect.logError(`verdict ${step} failed`).pipe(Effect.annotateLogs({ job: jobName, error: error.message }))
+      )
+    )
+
+  const publishFailure = (run: TrackedRun, mark: VerdictMark, at: number) =>
+    publisher
+      .publish(
+        Doctrine.zombieFailure({ taskId: run.taskId, jobName: run.jobName, reason: mark.reason, detail: mark.detail, at })
+      )
+      .pipe(
+        Effect.tapError((error) =>
+          Effect.zipRight(
+            Metric.increment(Metrics.publishRetries),
+            Effect.logWarning("zombie failure publish failed; retrying").pipe(
+              Effect.annotateLogs({ job: run.jobName, error: error.message })
+            )
+          )
+        ),
+        // A broker outage never loses a verdict: retry for as long as this executor lives.
+        Effect.retry({ schedule: transientBackoff(), while: (error) => error.kind === "unavailable" }),
+        Effect.catchAll((error) =>
+          Effect.logError("zombie failure rejected").pipe(Effect.annotateLogs({ job: run.jobName, error: error.message }))
+        )
+      )
+
+  /** Publish, record the Event, delete the Job, release the finalizer: D6.2 from the publish on. */
+  const finish = (run: TrackedRun, mark: VerdictMark, since: number) =>
+    Effect.gen(function* () {
+      const at = yield* Clock.currentTimeMillis
+      yield* publishFailure(run, mark, at)
+      yield* dedupe.confirm(run.jobName)
+      const published = yield* Clock.currentTimeMillis
+      yield* Metric.increment(
+        Metric.tagged(Metric.tagged(Metrics.verdicts, "reason", mark.reason), "source", mark.source)
+      )
+      yield* Metric.update(
+        Metric.tagged(Metrics.detectionLatency, "reason", mark.reason),
+        Math.max(0, published - since) / 1000
+      )
+      const job = yield* watch.job(run.jobName)
+      yield* cleanUpStep(
+        "event",
+        run.jobName,
+        ops.recordJobEvent({
+          jobName: run.jobName,
+          jobUid: Option.getOrUndefined(Option.flatMap(job, (j) => Option.fromNullable(j.metadata.uid))),
+          reason: "ZombieDetected",
+          message: `${mark.reason}: ${mark.detail}`,
+          type: "Warning"
+        })
+      )
+      yield* cleanUpStep("delete", run.jobName, ops.deleteJob(run.jobName))
+      yield* cleanUpStep("finalizer", run.jobName, ops.removeJobFinalizer(run.jobName, names.finalizer))
+      yield* tracker.remove(run.jobName)
+      yield* FiberMap.remove(rechecks, run.jobName)
+    })
+
+  const convict = (run: TrackedRun, verdict: Extract<Classifier.Judgement, { _tag: "Zombie" }>, source: VerdictSource) =>
+    Effect.gen(function* () {
+      const reserved = yield* dedupe.reserve(run.jobName, dedupeTtlMillis(run.timeoutSeconds))
+      if (!reserved || !(yield* tracker.beginSettling(run.jobName))) {
+        yield* Metric.increment(Metrics.dedupeHits)
+        return yield* Effect.logDebug("verdict already taken").pipe(
+          Effect.annotateLogs({ event: "zombie_dedupe", job: run.jobName, task: run.taskId })
+        )
+      }
+      yield* journal.record({
+        _tag: "Verdict",
+        taskId: run.taskId,
+        jobName: run.jobName,
+        reason: verdict.reason,
+        detail: verdict.detail,
+        source
+      })
+      const now = yield* Clock.currentTimeMillis
+      const mark: VerdictMark = {
+        reason: verdict.reason,
+        detail: verdict.detail,
+        at: Time.formatIso(now),
+        source
+      }
+      const markJob = cleanUpStep(
+        "mark",
+        run.jobName,
+        ops.annotateJob(run.jobName, names.verdictAnnotation, JSON.stringify(mark))
+      )
+      // The pipeline runs apart from the detector, so a broker outage never stalls a watcher.
+      yield* FiberSet.run(
+        pipelines,
+        Effect.zipRight(markJob, finish(run, mark, verdict.since)).pipe(
+          Effect.onInterrupt(() => dedupe.release(run.jobName))
+        )
+      )
+    })
+
+  const succeed = (run: TrackedRun) =>
+    Effect.gen(function* () {
+      if (!(yield* tracker.beginSettling(run.jobName))) return
+      yield* cleanUpStep("finalizer", run.jobName, ops.removeJobFinalizer(run.jobName, names.finalizer))
+      yield* tracker.remove(run.jobName)
+      yield* FiberMap.remove(rechecks, run.jobName)
+    })
+
+  const evaluate = (jobName: string, source: VerdictSource): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      const tracked = yield* tracker.get(jobName)
+      if (Option.isNone(tracked) || tracked.value.settling) return
+      const run = tracked.value
+      const job = yield* watch.job(jobName)
+      const pods = yield* watch.podsOfJob(jobName)
+      const graces = yield* registry.graces(run.assignee, run.timeoutSeconds)
+      const interval = yield* registry.sweeperIntervalSeconds
+      const now = yield* Clock.currentTimeMillis
+      const { firstSeen, judgement } = Classifier.classify({
+        run,
+        job,
+        pods,
+        graces,
+        sweeperIntervalSeconds: interval,
+        now,
+        firstSeen: run.firstSeen
+      })
+      yield* tracker.observe(jobName, firstSeen)
+      switch (judgement._tag) {
+        case "Zombie":
+          return yield* convict(run, judgement, source)
+        case "Succeeded":
+          return yield* succeed(run)
+        case "Suspect": {
+          // Look again exactly when the grace runs out, whatever the sweeper interval is.
+          const recheckSource: VerdictSource = judgement.reason === "job_pod_create_failed" ? "job" : "pod"
+          const wait = Duration.millis(Math.max(0, judgement.dueAt - now))
+          yield* FiberMap.run(
+            rechecks,
+            jobName,
+            Effect.zipRight(Effect.sleep(wait), FiberSet.run(pipelines, evaluate(jobName, recheckSource)))
+          )
+          return
+        }
+        case "Healthy":
+          return yield* FiberMap.remove(rechecks, jobName)
+      }
+    }).pipe(Effect.withSpan("Verdicts.evaluate", { attributes: { job: jobName, source } }))
+
+  const resume = (run: TrackedRun, mark: VerdictMark) =>
+    Effect.gen(function* () {
+      yield* dedupe.reserve(run.jobName, dedupeTtlMillis(run.timeoutSeconds))
+      if (!(yield* tracker.beginSettling(run.jobName))) return
+      const since = yield* Clock.currentTimeMillis
+      yield* FiberSet.run(pipelines, finish(run, mark, since))
+    })
+
+  const drain = FiberSet.join(pipelines).pipe(Effect.ignore)
+
+  return { evaluate, resume, drain } satisfies VerdictsShape
+})
+
+export class Verdicts extends Context.Tag("executor/Verdicts")<Verdicts, VerdictsShape>() {
+  static readonly layer = Layer.scoped(Verdicts, make)
+}
+
+export const isMarked = (job: Kube.Job, annotation: string): boolean => job.metadata.annotations?.[annotation] !== undefined
