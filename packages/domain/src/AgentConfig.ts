@@ -1,5 +1,5 @@
 import { Array as Arr, Either, Option, ParseResult, Schema } from "effect"
-import { canonicalPhases, canonicalStatuses } from "./Frontmatter.js"
+import { canonicalPhases, canonicalStatuses, normalisePhase } from "./Frontmatter.js"
 
 /** Default, floor and ceiling (seconds) of every numeric Config knob (decisions D4.6). */
 export const bounds = {
@@ -37,9 +37,10 @@ const ResourceList = Schema.Struct({
 const labelValuePattern = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
 const envNamePattern = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/
 
+/** The legacy phase `in_progress` is accepted and compared as `execution` (REF §8.14). */
 const Phase = Schema.String.pipe(
   Schema.filter(
-    (p) => (canonicalPhases as ReadonlyArray<string>).includes(p) || `invalid trigger phase "${p}"`
+    (p) => (canonicalPhases as ReadonlyArray<string>).includes(normalisePhase(p)) || `invalid trigger phase "${p}"`
   )
 )
 const Status = Schema.String.pipe(
@@ -64,12 +65,7 @@ export const ConfigSpec = Schema.Struct({
   resources: Schema.optional(
     Schema.Struct({ requests: Schema.optional(ResourceList), limits: Schema.optional(ResourceList) })
   ),
-  env: Schema.optional(
-    Schema.Record({
-      key: Schema.String.pipe(Schema.filter((k) => envNamePattern.test(k) || `invalid environment variable name "${k}"`)),
-      value: Schema.String
-    })
-  ),
+  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   secretName: Schema.optionalWith(Schema.String, { default: () => "" }),
   volumeClaim: Schema.optionalWith(Schema.String, { default: () => "" }),
   volumeMountPath: Schema.optionalWith(Schema.String, { default: () => "" }),
@@ -97,6 +93,9 @@ export const ConfigSpec = Schema.Struct({
     if (spec.taskType === "" && (spec.taskTypes === undefined || spec.taskTypes.length === 0)) {
       issues.push({ path: [], message: "at least one of spec.taskType or spec.taskTypes must be non-empty" })
     }
+    for (const key of Object.keys(spec.env ?? {})) {
+      if (!envNamePattern.test(key)) issues.push({ path: ["env"], message: `invalid environment variable name "${key}"` })
+    }
     if (spec.volumeClaim !== "" && spec.volumeMountPath === "") {
       issues.push({ path: ["volumeMountPath"], message: "VolumeMountPath required when VolumeClaim set" })
     }
@@ -118,11 +117,21 @@ export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigIn
 
 const decodeSpec = Schema.decodeUnknownEither(ConfigSpec, { errors: "all", onExcessProperty: "ignore" })
 
-const renderIssues = (error: ParseResult.ParseError): ReadonlyArray<string> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => {
-    const path = ["spec", ...issue.path.map(String)].join(".")
-    return `${path}: ${issue.message}`
-  })
+/**
+ * One line per mistake, naming the field. Union alternatives that only say "Expected undefined"
+ * (an optional field) or `Expected ""` are noise next to the real message.
+ */
+const renderIssues = (error: ParseResult.ParseError): ReadonlyArray<string> => {
+  try {
+    const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const meaningful = issues.filter((i) => !/^Expected (undefined|"")(,|$)/.test(i.message))
+    return (meaningful.length > 0 ? meaningful : issues).map(
+      (issue) => `${["spec", ...issue.path.map(String)].join(".")}: ${issue.message}`
+    )
+  } catch {
+    return ["spec: too deeply nested to validate"]
+  }
+}
 
 /** An agent as the executor uses it: the validated spec plus the derived values. */
 export interface AgentConfig {
@@ -156,7 +165,7 @@ export const agentConfig = (
       namespace: meta.namespace ?? "",
       spec,
       taskTypes: effectiveTaskTypes(spec.taskType, spec.taskTypes),
-      triggerPhases: spec.trigger?.phases ?? [],
+      triggerPhases: (spec.trigger?.phases ?? []).map(normalisePhase),
       triggerStatuses: spec.trigger?.statuses ?? [],
       timeoutSeconds: spec.zombieJobTimeoutSeconds ?? bounds.zombieJobTimeoutSeconds.default,
       imagePullGraceSeconds: spec.imagePullGraceSeconds ?? bounds.imagePullGraceSeconds.default,

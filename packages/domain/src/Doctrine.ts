@@ -81,3 +81,31 @@ export const spawnCommands = (spawn: { readonly taskId: string; readonly jobName
     updates: { current_job: spawn.jobName, job_started_at: formatUtcSeconds(spawn.at), spawn_notification: true }
   })
 ]
+
+/**
+ * A spawn that can never succeed as configured (the Job spec is invalid for the API server):
+ * escalated at once like a semantic failure, so the task does not burn its retries on it.
+ */
+export const spawnRejected = (r: {
+  readonly taskId: string
+  readonly priorAssignee: string
+  readonly detail: string
+  readonly at: Millis
+}): Command =>
+  updateFrontmatter({
+    taskIdentifier: r.taskId,
+    updates: {
+      assignee: "",
+      current_job: "",
+      ...(r.priorAssignee === "" ? {} : { previous_assignee: r.priorAssignee })
+    },
+    body: {
+      heading: failureHeading,
+      section: failureSection([
+        ["Timestamp", formatUtcSeconds(r.at)],
+        ["Assignee", r.priorAssignee],
+        ["Reason", "pod_config_error"],
+        ["Detail", r.detail]
+      ])
+    }
+  })

@@ -40,8 +40,11 @@ const intField = (fm: Frontmatter, key: string, fallback: number): number => {
   return typeof value === "number" && Number.isFinite(value) ? Math.trunc(value) : fallback
 }
 
-export const normaliseStatus = (status: string): string => statusAliases[status] ?? status
-export const normalisePhase = (phase: string): string => phaseAliases[phase] ?? phase
+const alias = (aliases: Readonly<Record<string, string>>, value: string): string =>
+  Object.hasOwn(aliases, value) ? (aliases[value] ?? value) : value
+
+export const normaliseStatus = (status: string): string => alias(statusAliases, status)
+export const normalisePhase = (phase: string): string => alias(phaseAliases, phase)
 
 export const status = (fm: Frontmatter): string => normaliseStatus(stringField(fm, "status"))
 /** `None` when missing, not a string, or empty. */

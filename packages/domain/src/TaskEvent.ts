@@ -7,9 +7,10 @@ export const TaskEvent = Schema.Struct({
   modified: Schema.optional(Schema.String),
   taskIdentifier: Schema.String,
   frontmatter: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Unknown }), {
-    default: () => ({})
+    default: () => ({}),
+    nullable: true
   }),
-  content: Schema.optionalWith(Schema.String, { default: () => "" })
+  content: Schema.optionalWith(Schema.String, { default: () => "", nullable: true })
 })
 export type TaskEvent = typeof TaskEvent.Type
 
@@ -22,6 +23,15 @@ export type EventSkip =
 
 const decodeTask = Schema.decodeUnknownEither(TaskEvent, { errors: "all" })
 
+/** The formatter prints the offending value, which for hostile nesting exhausts the stack. */
+const describe = (error: ParseResult.ParseError): string => {
+  try {
+    return ParseResult.TreeFormatter.formatErrorSync(error)
+  } catch {
+    return "not a task event (too deeply nested to describe)"
+  }
+}
+
 /** Decodes a raw message value. Never throws: bad input becomes a skip reason. */
 export const decodeTaskEvent = (value: string | null | undefined): Either.Either<TaskEvent, EventSkip> => {
   if (value === null || value === undefined || value.trim() === "") return Either.left({ _tag: "Empty" })
@@ -32,9 +42,7 @@ export const decodeTaskEvent = (value: string | null | undefined): Either.Either
     return Either.left({ _tag: "NotJson", message: String(error) })
   }
   return decodeTask(json).pipe(
-    Either.mapLeft(
-      (error): EventSkip => ({ _tag: "NotATask", message: ParseResult.TreeFormatter.formatErrorSync(error) })
-    ),
+    Either.mapLeft((error): EventSkip => ({ _tag: "NotATask", message: describe(error) })),
     Either.flatMap((task) =>
       task.taskIdentifier === "" ? Either.left({ _tag: "NoTaskId" } as const) : Either.right(task)
     )

@@ -8,8 +8,10 @@ export const formatUtcSeconds = (at: Millis): string =>
   DateTime.formatIso(DateTime.unsafeMake(Math.floor(at / 1000) * 1000)).replace(".000Z", "Z")
 
 /** Parses an RFC3339 timestamp (fractional seconds allowed); `None` when absent or unparseable. */
+const rfc3339 = /^\d{4}-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
+
 export const parseTimestamp = (value: string | undefined): Option.Option<Millis> =>
-  value === undefined || value === ""
+  value === undefined || !rfc3339.test(value)
     ? Option.none()
     : Option.filter(
         Option.map(DateTime.make(value), DateTime.toEpochMillis),

@@ -20,7 +20,7 @@ const apply = (configs: ReadonlyMap<string, AgentConfig.AgentConfig>, object: Co
     new Map(configs).set(object.metadata.name, config)
   )
 
-export const make = Effect.gen(function* () {
+const make = Effect.gen(function* () {
   const watch = yield* ClusterWatch
   const configs = yield* Ref.make<ReadonlyMap<string, AgentConfig.AgentConfig>>(new Map())
   const synced = yield* Deferred.make<void>()

@@ -1,4 +1,5 @@
 import { Context, type Effect, Schema } from "effect"
+import type { JobBuilder } from "@executor/domain"
 
 /**
  * A failed API call. `transient` errors (5xx, 429, timeouts, connection loss) are retried;
@@ -29,10 +30,7 @@ export interface JobEvent {
 /** Cluster writes the executor makes, each idempotent so a retried call is harmless. */
 export interface ClusterOpsShape {
   /** Creates the Job; an existing Job of the same name (409) counts as success. */
-  readonly createJob: (manifest: unknown & { readonly metadata: { readonly name: string } }) => Effect.Effect<
-    CreateOutcome,
-    ClusterError
-  >
+  readonly createJob: (manifest: JobBuilder.JobManifest) => Effect.Effect<CreateOutcome, ClusterError>
   /** Deletes with background propagation. */
   readonly deleteJob: (name: string) => Effect.Effect<void, ClusterError | NotFound>
   readonly annotateJob: (name: string, key: string, value: string) => Effect.Effect<void, ClusterError | NotFound>

@@ -20,7 +20,7 @@ interface Entry {
   readonly ttlMillis: number
 }
 
-export const defaultCapacity = 4096
+const defaultCapacity = 4096
 
 const touch = (entries: ReadonlyMap<string, Entry>, key: string, entry: Entry, capacity: number) => {
   const next = new Map(entries)
@@ -33,7 +33,7 @@ const touch = (entries: ReadonlyMap<string, Entry>, key: string, entry: Entry, c
   return next
 }
 
-export const make = (capacity: number = defaultCapacity) =>
+const make = (capacity: number = defaultCapacity) =>
   Effect.gen(function* () {
     const entries = yield* Ref.make<ReadonlyMap<string, Entry>>(new Map())
     const reserve = (key: string, ttlMillis: number) =>
@@ -63,4 +63,5 @@ export const make = (capacity: number = defaultCapacity) =>
 
 export class Dedupe extends Context.Tag("executor/Dedupe")<Dedupe, DedupeShape>() {
   static readonly layer = Layer.effect(Dedupe, make())
+  static readonly layerWithCapacity = (capacity: number) => Layer.effect(Dedupe, make(capacity))
 }

@@ -29,7 +29,7 @@ export interface RunTrackerShape {
   readonly remove: (jobName: string) => Effect.Effect<void>
 }
 
-export const make = Effect.gen(function* () {
+const make = Effect.gen(function* () {
   const runs = yield* Ref.make<ReadonlyMap<string, TrackedRun>>(new Map())
   const update = (f: (current: Map<string, TrackedRun>) => void) =>
     Effect.flatMap(

@@ -33,7 +33,7 @@ export interface VerdictsShape {
 
 const dedupeTtlMillis = (timeoutSeconds: number) => Duration.toMillis(Duration.seconds(Math.max(3600, 2 * timeoutSeconds)))
 
-export const make = Effect.gen(function* () {
+const make = Effect.gen(function* () {
   const watch = yield* ClusterWatch
   const ops = yield* ClusterOps
   const publisher = yield* CommandPublisher
