@@ -1,5 +1,7 @@
 import { Layer } from "effect"
 import { AgentRegistry } from "./AgentRegistry.js"
+import { ConsumerLive } from "./Consumer.js"
+import { Dispatcher } from "./Dispatcher.js"
 import { Dedupe } from "./Dedupe.js"
 import { JobWatcherLive, PodWatcherLive } from "./JobWatcher.js"
 import { recover } from "./Recovery.js"
@@ -22,3 +24,13 @@ export const layerDetectors = Layer.mergeAll(JobWatcherLive, PodWatcherLive, Swe
  * tests and simulations, real in `run`.
  */
 export const layerZombieDetection = layerDetectors.pipe(Layer.provideMerge(layerState))
+
+/**
+ * The whole executor: recovery, detectors, then dispatch. The consumer starts only after the
+ * caches synced and the runs were rebuilt (D4.8), so no early event is judged on an empty registry.
+ */
+export const layerExecutor = ConsumerLive.pipe(
+  Layer.provide(Dispatcher.layer),
+  Layer.provide(layerDetectors),
+  Layer.provideMerge(layerState)
+)

@@ -38,3 +38,9 @@ export const configsRejected = Metric.counter("agent_executor_configs_rejected_t
 export const publishRetries = Metric.counter("agent_executor_publish_retries_total", {
   description: "Command transactions retried after a broker failure"
 })
+export const skippedEvents = Metric.counter("agent_executor_skipped_events_total", {
+  description: "Messages on the event topic that are not task events (empty, not JSON, no task id)"
+})
+export const probeFailures = Metric.counter("agent_executor_healthcheck_probe_failures_total", {
+  description: "Healthcheck probe runs that failed to publish"
+})

@@ -1,0 +1,61 @@
+import { Effect, Either, Layer, Metric, Option, Schedule, Stream } from "effect"
+import { TaskEvent } from "@executor/domain"
+import { Dispatcher } from "./Dispatcher.js"
+import * as Metrics from "./Metrics.js"
+import { transientBackoff } from "./Retry.js"
+import { type ConsumedMessage, TaskEventSource } from "./TaskEventSource.js"
+
+const skipped = (why: string) => Metric.increment(Metric.tagged(Metrics.skippedEvents, "why", why))
+
+/**
+ * Consumes task events in partition order. An offset is committed only once its event is handled:
+ * inside the spawn (or failure) transaction, or alone for a skip. A transient failure holds the
+ * partition and handles the same event again after a back-off; nothing is dropped.
+ */
+export const ConsumerLive = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const source = yield* TaskEventSource
+    const dispatcher = yield* Dispatcher
+
+    const commit = (message: ConsumedMessage) =>
+      source.commit(message.offset).pipe(
+        Effect.tapError((error) => Effect.logWarning(`offset commit failed, retrying: ${error.message}`)),
+        Effect.retry(transientBackoff())
+      )
+
+    const handleMessage = (message: ConsumedMessage) =>
+      Effect.gen(function* () {
+        const decoded = TaskEvent.decodeTaskEvent(message.value)
+        if (Either.isLeft(decoded)) {
+          const skip = decoded.left
+          yield* skipped(skip._tag)
+          yield* Effect.logWarning("task event skipped").pipe(
+            Effect.annotateLogs({
+              event: "event_skipped",
+              why: skip._tag,
+              offset: message.offset.offset,
+              ...(skip._tag === "NotJson" || skip._tag === "NotATask" ? { error: skip.message.slice(0, 300) } : {})
+            })
+          )
+          return yield* commit(message)
+        }
+        const handled = yield* dispatcher.handle(decoded.right, Option.some(message.offset)).pipe(
+          Effect.tapError((error) =>
+            Effect.zipRight(
+              Metric.increment(Metric.tagged(Metrics.taskEvents, "result", "error")),
+              Effect.logWarning(`task event failed at ${error.step}, retrying: ${error.message}`)
+            )
+          ),
+          Effect.retry(transientBackoff())
+        )
+        if (!handled.committed) yield* commit(message)
+      })
+
+    yield* source.messages.pipe(
+      Stream.runForEach(handleMessage),
+      Effect.tapErrorCause((cause) => Effect.logWarning("task event consumer failed; resubscribing", cause)),
+      Effect.retry(Schedule.union(transientBackoff(), Schedule.forever)),
+      Effect.forkScoped
+    )
+  }).pipe(Effect.annotateLogs({ service: "Consumer" }))
+)
