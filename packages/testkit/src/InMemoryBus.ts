@@ -14,9 +14,14 @@ import {
   SubscriptionRef
 } from "effect"
 import { Commands } from "@executor/domain"
-// Relative until `@executor/executor` exports its ports from its index.
-import { type ConsumedOffset, CommandPublisher, PublishError } from "../../executor/src/CommandPublisher.js"
-import { ConsumeError, type ConsumedMessage, TaskEventSource } from "../../executor/src/TaskEventSource.js"
+import {
+  type ConsumedMessage,
+  type ConsumedOffset,
+  CommandPublisher,
+  ConsumeError,
+  PublishError,
+  TaskEventSource
+} from "@executor/executor"
 
 /** The consumer group of the executor (executor.md §3.1). */
 export const executorGroup = "agent-task-executor"
@@ -139,6 +144,12 @@ const appendMessages = (
   return [appended, { ...state, topics, log }]
 }
 
+const moveGroupTo = (offsets: GroupOffset): Effect.Effect<(state: State) => State> =>
+  Effect.map(nextPosition(offsets.offset), (position) => (state) => ({
+    ...state,
+    positions: HashMap.set(state.positions, positionKey(offsets.group, offsets.topic, offsets.partition), position)
+  }))
+
 const downError = (operation: string) => new BusError({ reason: "down", message: `bus is down (${operation})` })
 
 export const make = (options?: { readonly beforeCommit?: BeforeCommit }): Effect.Effect<InMemoryBus> =>
@@ -163,25 +174,13 @@ export const make = (options?: { readonly beforeCommit?: BeforeCommit }): Effect
       operation: string
     ): Effect.Effect<ReadonlyArray<BusRecord>, BusError> =>
       Effect.gen(function* () {
-        const position = offsets === undefined ? undefined : yield* nextPosition(offsets.offset)
+        const moveGroup = offsets === undefined ? (s: State) => s : yield* moveGroupTo(offsets)
         return yield* SubscriptionRef.modifyEffect(state, (s) =>
           s.down
             ? Effect.fail(downError(operation))
             : Effect.map(Clock.currentTimeMillis, (now) => {
                 const [records, next] = appendMessages(s, messages, now)
-                return offsets === undefined || position === undefined
-                  ? ([records, next] as const)
-                  : ([
-                      records,
-                      {
-                        ...next,
-                        positions: HashMap.set(
-                          next.positions,
-                          positionKey(offsets.group, offsets.topic, offsets.partition),
-                          position
-                        )
-                      }
-                    ] as const)
+                return [records, moveGroup(next)] as const
               })
         )
       }).pipe(Effect.uninterruptible)

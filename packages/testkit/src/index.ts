@@ -1,1 +1,3 @@
-export {}
+export * as InMemoryBus from "./InMemoryBus.js"
+export * as InMemoryCluster from "./InMemoryCluster.js"
+export * as PodBehaviour from "./PodBehaviour.js"

@@ -1,0 +1,201 @@
+import { Duration } from "effect"
+
+/**
+ * What the simulated kubelet does with the pod of one Job attempt (simulation.md, "Pod behaviours").
+ * Durations are `Duration.DurationInput` (a bare number is milliseconds).
+ */
+export type PodBehaviour =
+  /** Running 5 s after the pod was created, exits 0 `after` it started running. */
+  | { readonly _tag: "Succeed"; readonly after: Duration.DurationInput }
+  /** Running, then terminated `after` with `exitCode` (default 1) and `reason` (default `Error`); exit 0 succeeds. */
+  | {
+      readonly _tag: "Fail"
+      readonly after: Duration.DurationInput
+      readonly exitCode?: number
+      readonly reason?: string
+    }
+  /** Pending forever: `ErrImagePull` at 5 s, then `ImagePullBackOff`, retried with kubelet back-off. */
+  | { readonly _tag: "ImagePullFails" }
+  /** Like `ImagePullFails` for `after` (counted from the first pull failure), then Running; exits 0 a minute later. */
+  | { readonly _tag: "ImagePullRecovers"; readonly after: Duration.DurationInput }
+  /** Pending, waiting `InvalidImageName` from 5 s on. */
+  | { readonly _tag: "InvalidImage" }
+  /** Pending, waiting `CreateContainerConfigError` from 5 s on (a missing Secret). */
+  | { readonly _tag: "ConfigError" }
+  /** Pending, `PodScheduled=False` reason `Unschedulable` as soon as the pod exists. */
+  | { readonly _tag: "Unschedulable" }
+  /** Running, then phase Failed with status.reason `Evicted` `after` it started running. */
+  | { readonly _tag: "Evicted"; readonly after: Duration.DurationInput }
+  /** Running forever. */
+  | { readonly _tag: "Hang" }
+  /** The job controller never creates the pod; it records a `FailedCreate` Event on the Job. */
+  | { readonly _tag: "NoPod" }
+
+/** The controller creates the pod, the kubelet never touches it: the test drives its status. */
+export type Manual = "manual"
+
+/**
+ * Chooses the behaviour of a Job's pod. `attempt` is 1 + the number of Jobs of the same task
+ * (task-id label) created before in this cluster.
+ */
+export type Resolver = (job: { readonly taskId: string; readonly jobName: string }, attempt: number) => PodBehaviour | Manual
+
+export const succeed = (after: Duration.DurationInput): PodBehaviour => ({ _tag: "Succeed", after })
+export const fail = (
+  after: Duration.DurationInput,
+  options: { readonly exitCode?: number; readonly reason?: string } = {}
+): PodBehaviour => ({ _tag: "Fail", after, ...options })
+export const imagePullFails: PodBehaviour = { _tag: "ImagePullFails" }
+export const imagePullRecovers = (after: Duration.DurationInput): PodBehaviour => ({ _tag: "ImagePullRecovers", after })
+export const invalidImage: PodBehaviour = { _tag: "InvalidImage" }
+export const configError: PodBehaviour = { _tag: "ConfigError" }
+export const unschedulable: PodBehaviour = { _tag: "Unschedulable" }
+export const evicted = (after: Duration.DurationInput): PodBehaviour => ({ _tag: "Evicted", after })
+export const hang: PodBehaviour = { _tag: "Hang" }
+export const noPod: PodBehaviour = { _tag: "NoPod" }
+
+/** Every pod of every task behaves the same. */
+export const always = (behaviour: PodBehaviour | Manual): Resolver => () => behaviour
+
+/**
+ * The scenario form: a list per task id (attempt 1, attempt 2, ...; the last one repeats) and a
+ * `default` list for tasks not listed.
+ */
+export const plan = (options: {
+  readonly default: ReadonlyArray<PodBehaviour | Manual>
+  readonly byTask?: Readonly<Record<string, ReadonlyArray<PodBehaviour | Manual>>>
+}): Resolver =>
+(job, attempt) => {
+  const own = options.byTask?.[job.taskId]
+  const list = own !== undefined && own.length > 0 ? own : options.default
+  return list[Math.min(Math.max(attempt, 1), list.length) - 1] ?? "manual"
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixed latencies (simulation.md, "Time and latencies")
+// ---------------------------------------------------------------------------------------------
+
+/** The job controller creates a Job's pod this long after the Job. */
+export const podCreateDelayMillis = 1_000
+/** A pod that runs is Running this long after it was created; image pulls fail first at the same time. */
+export const podStartDelayMillis = 5_000
+/** How long a pull retry shows `ErrImagePull` before the kubelet reports `ImagePullBackOff` again. */
+export const errImagePullVisibleMillis = 1_000
+/** A recovered image pull: the container exits 0 this long after it started running. */
+export const recoveredRunMillis = 60_000
+
+/** Kubelet image-pull back-off before retry `n` (1-based): 10 s doubling, capped at 300 s. */
+export const imagePullBackoffMillis = (n: number): number => Math.min(10_000 * 2 ** Math.max(0, n - 1), 300_000)
+
+// ---------------------------------------------------------------------------------------------
+// The kubelet timeline of a behaviour
+// ---------------------------------------------------------------------------------------------
+
+/** A pod status the kubelet reports; the cluster turns it into a full `status`. */
+export type KubeletStep =
+  | { readonly _tag: "Unschedulable"; readonly message: string }
+  | { readonly _tag: "Waiting"; readonly reason: string }
+  | { readonly _tag: "Running" }
+  | {
+      readonly _tag: "Terminated"
+      readonly exitCode: number
+      readonly reason: string
+      /** status.reason / status.message of the pod (e.g. `Evicted`). */
+      readonly podReason?: string
+      readonly podMessage?: string
+    }
+
+export interface TimedStep {
+  /** Milliseconds after the pod's creation. */
+  readonly at: number
+  readonly step: KubeletStep
+}
+
+export const unschedulableMessage =
+  "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+export const evictedMessage = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki."
+
+/** The `waiting.message` the kubelet shows for `reason` on a container running `image`. */
+export const waitingMessage = (reason: string, image: string, secretName: string): string | undefined => {
+  switch (reason) {
+    case "ErrImagePull":
+      return `Failed to pull image "${image}": rpc error: code = NotFound desc = failed to pull and unpack image "${image}": not found`
+    case "ImagePullBackOff":
+      return `Back-off pulling image "${image}"`
+    case "InvalidImageName":
+      return `Failed to apply default image tag "${image}": couldn't parse image name "${image}": invalid reference format`
+    case "CreateContainerConfigError":
+      return `secret "${secretName}" not found`
+    default:
+      return undefined
+  }
+}
+
+const millis = (input: Duration.DurationInput): number => Math.max(0, Duration.toMillis(Duration.decode(input)))
+
+/** `ErrImagePull` at 5 s, `ImagePullBackOff` 1 s later, retries at 15 s, 35 s, 75 s, ... (until `until`, if given). */
+function* imagePullTrouble(until: number | undefined): Generator<TimedStep> {
+  const before = (at: number) => until === undefined || at < until
+  let pullAt = podStartDelayMillis
+  for (let retry = 1; before(pullAt); retry++) {
+    yield { at: pullAt, step: { _tag: "Waiting", reason: "ErrImagePull" } }
+    const backOffAt = pullAt + errImagePullVisibleMillis
+    if (!before(backOffAt)) return
+    yield { at: backOffAt, step: { _tag: "Waiting", reason: "ImagePullBackOff" } }
+    pullAt += imagePullBackoffMillis(retry)
+  }
+}
+
+const exited = (at: number, exitCode: number, reason: string): TimedStep => ({
+  at,
+  step: { _tag: "Terminated", exitCode, reason: exitCode === 0 ? "Completed" : reason }
+})
+
+/**
+ * The status changes the kubelet makes for a behaviour, in time order (possibly endless). Every
+ * running behaviour is Running at 5 s; durations of `Succeed`, `Fail` and `Evicted` count from then.
+ */
+export function* kubeletSteps(behaviour: PodBehaviour): Generator<TimedStep> {
+  const running: TimedStep = { at: podStartDelayMillis, step: { _tag: "Running" } }
+  switch (behaviour._tag) {
+    case "Succeed":
+      yield running
+      yield exited(podStartDelayMillis + millis(behaviour.after), 0, "Completed")
+      return
+    case "Fail":
+      yield running
+      yield exited(podStartDelayMillis + millis(behaviour.after), behaviour.exitCode ?? 1, behaviour.reason ?? "Error")
+      return
+    case "ImagePullFails":
+      yield* imagePullTrouble(undefined)
+      return
+    case "ImagePullRecovers": {
+      const runningAt = podStartDelayMillis + millis(behaviour.after)
+      yield* imagePullTrouble(runningAt)
+      yield { at: runningAt, step: { _tag: "Running" } }
+      yield exited(runningAt + recoveredRunMillis, 0, "Completed")
+      return
+    }
+    case "InvalidImage":
+      yield { at: podStartDelayMillis, step: { _tag: "Waiting", reason: "InvalidImageName" } }
+      return
+    case "ConfigError":
+      yield { at: podStartDelayMillis, step: { _tag: "Waiting", reason: "CreateContainerConfigError" } }
+      return
+    case "Unschedulable":
+      yield { at: 0, step: { _tag: "Unschedulable", message: unschedulableMessage } }
+      return
+    case "Evicted":
+      yield running
+      yield {
+        at: podStartDelayMillis + millis(behaviour.after),
+        step: { _tag: "Terminated", exitCode: 137, reason: "Error", podReason: "Evicted", podMessage: evictedMessage }
+      }
+      return
+    case "Hang":
+      yield running
+      return
+    case "NoPod":
+      return
+  }
+}
