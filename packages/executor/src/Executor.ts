@@ -30,7 +30,7 @@ export const layerZombieDetection = layerDetectors.pipe(Layer.provideMerge(layer
  * caches synced and the runs were rebuilt (D4.8), so no early event is judged on an empty registry.
  */
 export const layerExecutor = ConsumerLive.pipe(
-  Layer.provide(Dispatcher.layer),
+  Layer.provideMerge(Dispatcher.layer),
   Layer.provide(layerDetectors),
   Layer.provideMerge(layerState)
 )
