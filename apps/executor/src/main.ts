@@ -1,1 +1,54 @@
-export {}
+import { fileURLToPath } from "node:url"
+import { Effect } from "effect"
+import { type OutputFormat, runSimulateCommand } from "./simulate/Command.js"
+
+const usage = `usage:
+  executor simulate <scenario.yaml|scenario.json> [--output jsonl|table]
+  executor run
+With no command, simulates the tour (examples/tour.yaml).`
+
+const tour = fileURLToPath(new URL("../../../examples/tour.yaml", import.meta.url))
+
+const fail = (message: string, code: number): never => {
+  process.stderr.write(`${message}\n`)
+  process.exit(code)
+}
+
+const simulateCommand = (args: ReadonlyArray<string>) => {
+  let file: string | undefined
+  let output: OutputFormat = "table"
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]
+    if (arg === "--output" || arg?.startsWith("--output=")) {
+      const value = arg === "--output" ? args[++i] : arg.slice("--output=".length)
+      if (value !== "jsonl" && value !== "table") return fail(`--output: expected jsonl or table, got ${value ?? "nothing"}`, 2)
+      output = value
+    } else if (arg !== undefined && !arg.startsWith("--") && file === undefined) {
+      file = arg
+    } else {
+      return fail(`unexpected argument ${arg}\n${usage}`, 2)
+    }
+  }
+  if (file === undefined) return fail(`simulate: missing scenario file\n${usage}`, 2)
+  Effect.runPromise(
+    runSimulateCommand(file, output).pipe(
+      Effect.catchTag("InvalidScenario", (error) => Effect.sync(() => fail(error.message, 2)))
+    )
+  ).catch((error: unknown) => fail(`simulation failed: ${String(error)}`, 1))
+}
+
+const [command, ...rest] = process.argv.slice(2)
+switch (command) {
+  case undefined:
+    simulateCommand([tour])
+    break
+  case "simulate":
+    simulateCommand(rest)
+    break
+  case "help":
+  case "--help":
+    process.stdout.write(`${usage}\n`)
+    break
+  default:
+    fail(`unknown command ${command}\n${usage}`, 2)
+}

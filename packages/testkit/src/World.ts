@@ -1,8 +1,10 @@
-import { Clock, Context, Effect, Exit, Layer, Ref, Scope } from "effect"
+import { Clock, type Context, type Cron, Effect, Exit, Layer, Ref, Scope } from "effect"
 import {
   Dispatcher,
   Executor,
   ExecutorSettings,
+  Healthcheck,
+  HealthcheckCronLive,
   type ExecutorSettingsShape,
   Journal,
   type JournalEntry
@@ -27,7 +29,10 @@ export interface World {
    * Starts an executor process. `full` consumes task events; `detection` runs everything but the
    * consumer (tests then call the dispatcher directly). The process stops with `stop` or its scope.
    */
-  readonly startExecutor: (mode?: "full" | "detection") => Effect.Effect<ExecutorProcess, never, Scope.Scope>
+  readonly startExecutor: (
+    mode?: "full" | "detection",
+    options?: { readonly healthcheckCron?: Cron.Cron }
+  ) => Effect.Effect<ExecutorProcess, never, Scope.Scope>
 }
 
 export type ExecutorServices = Layer.Layer.Success<typeof Executor.layerState> | Dispatcher
@@ -66,13 +71,18 @@ export const make = (options: WorldOptions): Effect.Effect<World, never, Scope.S
       journalLayer
     )
 
-    const startExecutor = (mode: "full" | "detection" = "full") =>
+    const startExecutor = (mode: "full" | "detection" = "full", options: { readonly healthcheckCron?: Cron.Cron } = {}) =>
       Effect.gen(function* () {
         const scope = yield* Scope.make()
-        const executor =
+        const core =
           mode === "full"
             ? Executor.layerExecutor
             : Dispatcher.layer.pipe(Layer.provideMerge(Executor.layerZombieDetection))
+        const cron = options.healthcheckCron
+        const executor =
+          cron === undefined
+            ? core
+            : Layer.merge(core, HealthcheckCronLive(cron).pipe(Layer.provide(Healthcheck.layer), Layer.provide(core)))
         const context = yield* Layer.buildWithScope(executor.pipe(Layer.provide(infra)), scope)
         const stop = Scope.close(scope, Exit.void)
         yield* Effect.addFinalizer(() => stop)

@@ -1,0 +1,63 @@
+import { Clock, Duration, Effect, Ref, Stream } from "effect"
+import { Commands, Time } from "@executor/domain"
+import type { ClusterWatchShape } from "@executor/executor"
+import type { ControllerModel } from "./ControllerModel.js"
+import { type InMemoryBus, randomUuidV4 } from "./InMemoryBus.js"
+
+export const resultDelayMillis = 1_000
+
+/**
+ * The agents: when a pod exits 0, its agent publishes its result 1 s later as an `update` command
+ * with `status: completed, phase: done` (the result path of a real agent, executor.md §2.5).
+ */
+export const make = (
+  bus: InMemoryBus,
+  watch: ClusterWatchShape,
+  controller: ControllerModel,
+  options: { readonly topicPrefix: string; readonly taskIdLabel: string }
+) =>
+  Effect.gen(function* () {
+    const request = Commands.topics(options.topicPrefix).request
+    const reported = yield* Ref.make<ReadonlySet<string>>(new Set())
+
+    const publishResult = (taskId: string) =>
+      Effect.gen(function* () {
+        yield* Effect.sleep(Duration.millis(resultDelayMillis))
+        const task = (yield* controller.tasks).get(taskId)
+        const now = Time.formatIso(yield* Clock.currentTimeMillis)
+        const data = {
+          identifier: yield* randomUuidV4,
+          created: now,
+          modified: now,
+          taskIdentifier: taskId,
+          frontmatter: { status: "completed", phase: "done" },
+          content: `${task?.content ?? ""}\n\n## Result\n\ndone\n`
+        }
+        const envelope = {
+          requestID: yield* randomUuidV4,
+          requestTime: now,
+          initiator: "agent",
+          operation: "update",
+          id: "",
+          data,
+          header: {}
+        }
+        yield* bus.produce(request, taskId, JSON.stringify(envelope))
+      })
+
+    yield* watch.podEvents.pipe(
+      Stream.runForEach((event) =>
+        Effect.gen(function* () {
+          if (event._tag !== "Upsert" || event.object.status?.phase !== "Succeeded") return
+          const pod = event.object
+          const uid = pod.metadata.uid ?? pod.metadata.name
+          const first = yield* Ref.modify(reported, (s): [boolean, ReadonlySet<string>] =>
+            s.has(uid) ? [false, s] : [true, new Set(s).add(uid)]
+          )
+          const taskId = pod.metadata.labels?.[options.taskIdLabel] ?? ""
+          if (first && taskId !== "") yield* Effect.forkScoped(publishResult(taskId))
+        })
+      ),
+      Effect.forkScoped
+    )
+  })
