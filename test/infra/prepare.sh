@@ -10,7 +10,9 @@
 # Each artifact is keyed by version and written atomically (.tmp + mv), so a warm run is ~0 s.
 # Versions: KAFKA_VERSION / ETCD_VERSION / KUBE_VERSION pick the preferred one; if it cannot be
 # fetched or built, the *_FALLBACK_VERSIONS are tried in order (set them to "" to disable).
-# Failures are appended to $CACHE/failures.log. Build logs: $CACHE/logs/.
+# A cached version earlier in that order wins. A version that failed is marked in $CACHE/failed/ and
+# skipped on later runs (INFRA_RETRY_FAILED=1 retries); details in $CACHE/failures.log.
+# Build logs (with /usr/bin/time -v peak RSS): $CACHE/logs/.
 # Knobs: GO_BUILD_JOBS (go build -p, default 2), NICE_LEVEL (default 10).
 set -euo pipefail
 
@@ -42,17 +44,9 @@ say() { echo "[prepare $(date +%H:%M:%S)] $*"; }
 record_failure() { # what version logfile
   local tail_txt; tail_txt=$(tail -n 25 "$3" 2>/dev/null || true)
   { echo "=== $(date -u +%FT%TZ) $1 $2 FAILED (log: $3)"; echo "$tail_txt"; } >>"$CACHE/failures.log"
-  say "FAILED: $1 $2 (log: $3); last lines:"; echo "$tail_txt" | sed 's/^/    /' >&2
+  say "FAILED: $1 $2 (log: $3); last lines:"; echo "$tail_txt" | sed 's/^/    /'
 }
 
-# Only one prepare at a time per cache (the Go and Maven caches are safe, our .tmp names are not).
-exec 9>"$CACHE/.prepare.lock"
-flock 9
-
-T_ALL=$(now)
-command -v go >/dev/null || { echo "prepare.sh: go not found" >&2; exit 1; }
-command -v mvn >/dev/null || { echo "prepare.sh: mvn not found" >&2; exit 1; }
-[ -n "$JAVA_BIN" ] && [ -x "$JAVA_BIN" ] || { echo "prepare.sh: java not found" >&2; exit 1; }
 
 # ---------------------------------------------------------------- Kafka (Maven) --
 kafka_ok() { [ -f "$CACHE/kafka-$1/libs/.complete" ]; }
@@ -60,11 +54,11 @@ log4j_for() { # log4j version Kafka itself ships with
   if [ -n "${LOG4J_VERSION:-}" ]; then echo "$LOG4J_VERSION"; return; fi
   case $1 in 4.0.*|4.1.*) echo 2.24.3 ;; *) echo 2.25.3 ;; esac
 }
-fetch_kafka() { # version; output -> caller's log
+build_kafka() { # version; output -> caller's log
   local v=$1 d=$CACHE/kafka-$1 tmp
   tmp=$d/libs.tmp.$$
   rm -rf "$tmp"; mkdir -p "$tmp"
-  mvn -B -ntp -f "$HERE/kafka/pom.xml" -Dkafka.version="$v" -Dlog4j.version="$(log4j_for "$v")" \
+  mvn -B -ntp -Dstyle.color=never -f "$HERE/kafka/pom.xml" -Dkafka.version="$v" -Dlog4j.version="$(log4j_for "$v")" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp"
   [ -f "$tmp/kafka_2.13-$v.jar" ] || { echo "kafka_2.13-$v.jar missing after copy-dependencies"; return 1; }
   ls "$tmp" | grep -q '^log4j-slf4j-impl-' || { echo "no SLF4J binding in $tmp"; return 1; }
@@ -72,42 +66,6 @@ fetch_kafka() { # version; output -> caller's log
   touch "$tmp/.complete"
   rm -rf "$d/libs"; mv "$tmp" "$d/libs"
 }
-
-KAFKA_SEL="" KAFKA_PID=""
-for v in $KAFKA_VERSIONS; do if kafka_ok "$v"; then KAFKA_SEL=$v; break; fi; done
-if [ -n "$KAFKA_SEL" ]; then
-  say "kafka $KAFKA_SEL: cached (0.0 s)"
-else
-  rm -f "$LOGS/kafka.selected"
-  (
-    t=$(now)
-    for v in $KAFKA_VERSIONS; do
-      say "kafka $v: fetching jars with Maven (background)"
-      (fetch_kafka "$v") >"$LOGS/kafka-$v.log" 2>&1 &
-      if wait $!; then
-        echo "$v" >"$LOGS/kafka.selected"
-        say "kafka $v: fetched $(ls "$CACHE/kafka-$v/libs" | wc -l) jars in $(since "$t") s"
-        exit 0
-      fi
-      record_failure kafka "$v" "$LOGS/kafka-$v.log"
-    done
-    exit 1
-  ) &
-  KAFKA_PID=$!
-fi
-BUILD_PID=""
-kill_tree() { # pid: the process and its descendants, by pid only
-  local p c; p=$1
-  for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do kill_tree "$c"; done
-  kill "$p" 2>/dev/null || true
-}
-cleanup() { # on any exit: stop background steps still running
-  local p
-  for p in $KAFKA_PID $BUILD_PID; do kill -0 "$p" 2>/dev/null && kill_tree "$p"; done
-  return 0
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- etcd (Go) --
 build_etcd() { # version
@@ -121,23 +79,6 @@ build_etcd() { # version
   mv "$bin.tmp" "$bin"
 }
 
-ETCD_SEL=""
-for v in $ETCD_VERSIONS; do if [ -x "$CACHE/bin/etcd-v$v" ]; then ETCD_SEL=$v; break; fi; done
-if [ -n "$ETCD_SEL" ]; then
-  say "etcd $ETCD_SEL: cached (0.0 s)"
-else
-  for v in $ETCD_VERSIONS; do
-    t=$(now); say "etcd $v: building (log: $LOGS/etcd-$v.log)"
-    (build_etcd "$v") >"$LOGS/etcd-$v.log" 2>&1 &
-    BUILD_PID=$!
-    if wait $BUILD_PID; then
-      ETCD_SEL=$v; say "etcd $v: built in $(since "$t") s"; break
-    fi
-    record_failure etcd "$v" "$LOGS/etcd-$v.log"
-  done
-  [ -n "$ETCD_SEL" ] || { say "etcd: every version failed: $ETCD_VERSIONS"; exit 1; }
-fi
-
 # ---------------------------------------------------------------- kube-apiserver (Go) --
 build_kube() { # version
   local v=$1 sv minor bin=$CACHE/bin/kube-apiserver-v$1 w=$CACHE/build/kube-apiserver-v$1 kmod m
@@ -146,8 +87,9 @@ build_kube() { # version
   go mod init local.invalid/kube-apiserver-build
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...;
   # a consumer must replace each with the published v0.X.Y (kubernetes/kubernetes#79384).
-  kmod=$(go mod download -json "k8s.io/kubernetes@v$v" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
-  [ -f "$kmod" ] || { echo "cannot locate go.mod of k8s.io/kubernetes@v$v"; return 1; }
+  local dl; dl=$(go mod download -json "k8s.io/kubernetes@v$v" 2>&1 || true)
+  kmod=$(echo "$dl" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [ -n "$kmod" ] && [ -f "$kmod" ] || { echo "cannot download k8s.io/kubernetes@v$v:"; echo "$dl"; return 1; }
   for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\) => \./staging/src/.*#\1#p' "$kmod"); do
     go mod edit -replace="$m=$m@v$sv"
   done
@@ -164,27 +106,94 @@ build_kube() { # version
   mv "$bin.tmp" "$bin"
 }
 
-KUBE_SEL=""
-for v in $KUBE_VERSIONS; do if [ -x "$CACHE/bin/kube-apiserver-v$v" ]; then KUBE_SEL=$v; break; fi; done
-if [ -n "$KUBE_SEL" ]; then
-  say "kube-apiserver $KUBE_SEL: cached (0.0 s)"
-else
-  for v in $KUBE_VERSIONS; do
-    t=$(now); say "kube-apiserver $v: building (log: $LOGS/kube-apiserver-$v.log)"
-    (build_kube "$v") >"$LOGS/kube-apiserver-$v.log" 2>&1 &
-    BUILD_PID=$!
-    if wait $BUILD_PID; then
-      KUBE_SEL=$v; say "kube-apiserver $v: built in $(since "$t") s ($(grep -m1 '^compile+link' "$LOGS/kube-apiserver-$v.log"))"; break
+# ---------------------------------------------------------------- version selection --
+is_cached() { # kind version
+  case $1 in
+    kafka) kafka_ok "$2" ;;
+    etcd) [ -x "$CACHE/bin/etcd-v$2" ] ;;
+    kube-apiserver) [ -x "$CACHE/bin/kube-apiserver-v$2" ] ;;
+  esac
+}
+failed_before() { [ -z "${INFRA_RETRY_FAILED:-}" ] && [ -f "$CACHE/failed/$1-$2" ]; }
+# provide KIND VERSION...: first version in order that is cached, or that builds now; versions that
+# failed before are skipped (INFRA_RETRY_FAILED=1 retries them). Sets PROVIDED.
+# Each build runs as a fresh `bash prepare.sh __step KIND VERSION` so that errexit really applies.
+provide() {
+  local kind=$1 v t; shift
+  PROVIDED=""
+  for v in "$@"; do
+    if is_cached "$kind" "$v"; then PROVIDED=$v; say "$kind $v: cached (0.0 s)"; return 0; fi
+    if failed_before "$kind" "$v"; then
+      say "$kind $v: skipped, failed before (see $CACHE/failures.log; INFRA_RETRY_FAILED=1 retries)"; continue
     fi
-    record_failure kube-apiserver "$v" "$LOGS/kube-apiserver-$v.log"
+    t=$(now); say "$kind $v: building (log: $LOGS/$kind-$v.log)"
+    bash "$HERE/prepare.sh" __step "$kind" "$v" >"$LOGS/$kind-$v.log" 2>&1 &
+    BUILD_PID=$!
+    if wait "$BUILD_PID"; then
+      BUILD_PID=""; PROVIDED=$v
+      say "$kind $v: done in $(since "$t") s$(grep -m1 '^compile+link' "$LOGS/$kind-$v.log" | sed 's/^/ (/; s/$/)/')"
+      return 0
+    fi
+    BUILD_PID=""
+    mkdir -p "$CACHE/failed"; touch "$CACHE/failed/$kind-$v"
+    record_failure "$kind" "$v" "$LOGS/$kind-$v.log"
   done
-  [ -n "$KUBE_SEL" ] || { say "kube-apiserver: every version failed: $KUBE_VERSIONS"; exit 1; }
+  say "$kind: no version could be provided (tried: $*)"
+  return 1
+}
+first_cached() { # kind version...: the version provide would pick without building, if any
+  local kind=$1 v; shift
+  for v in "$@"; do
+    if is_cached "$kind" "$v"; then echo "$v"; return 0; fi
+    failed_before "$kind" "$v" || return 0
+  done
+}
+
+if [ "${1:-}" = __step ]; then # internal: build one artifact (see provide)
+  case $2 in kafka) build_kafka "$3" ;; etcd) build_etcd "$3" ;; kube-apiserver) build_kube "$3" ;; esac
+  exit 0
 fi
 
-# ---------------------------------------------------------------- join Kafka --
+# ================================================================= main ==
+# Only one prepare at a time per cache (the Go and Maven caches are safe, our .tmp names are not).
+exec 9>"$CACHE/.prepare.lock"
+flock 9
+
+T_ALL=$(now)
+command -v go >/dev/null || { echo "prepare.sh: go not found" >&2; exit 1; }
+command -v mvn >/dev/null || { echo "prepare.sh: mvn not found" >&2; exit 1; }
+[ -n "$JAVA_BIN" ] && [ -x "$JAVA_BIN" ] || { echo "prepare.sh: java not found" >&2; exit 1; }
+
+BUILD_PID="" KAFKA_PID="" KAFKA_SEL="" ETCD_SEL="" KUBE_SEL=""
+kill_tree() { # pid: the process and its descendants, by pid only
+  local p c; p=$1
+  for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do kill_tree "$c"; done
+  kill "$p" 2>/dev/null || true
+}
+cleanup() { # on any exit: stop background steps still running
+  local p
+  for p in $KAFKA_PID $BUILD_PID; do kill -0 "$p" 2>/dev/null && kill_tree "$p"; done
+  return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Kafka jars (network-bound): in the background, in parallel with the Go builds.
+KAFKA_SEL=$(first_cached kafka $KAFKA_VERSIONS)
+if [ -n "$KAFKA_SEL" ]; then
+  say "kafka $KAFKA_SEL: cached (0.0 s)"
+else
+  rm -f "$LOGS/kafka.selected"
+  ( provide kafka $KAFKA_VERSIONS; echo "$PROVIDED" >"$LOGS/kafka.selected" ) &
+  KAFKA_PID=$!
+fi
+
+provide etcd $ETCD_VERSIONS; ETCD_SEL=$PROVIDED
+provide kube-apiserver $KUBE_VERSIONS; KUBE_SEL=$PROVIDED
+
 if [ -n "$KAFKA_PID" ]; then
   t=$(now)
-  if ! wait "$KAFKA_PID"; then KAFKA_PID=""; say "kafka: every version failed: $KAFKA_VERSIONS"; exit 1; fi
+  wait "$KAFKA_PID" || { KAFKA_PID=""; exit 1; }
   KAFKA_PID=""
   KAFKA_SEL=$(cat "$LOGS/kafka.selected")
   say "kafka: waited $(since "$t") s for the background fetch"

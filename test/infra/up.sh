@@ -104,7 +104,9 @@ chmod 600 "$P"/*.key "$P/tokens.csv"
 
 # ------------------------------------------------------------------ etcd --
 T_ETCD=$(now)
-start_detached etcd "$ETCD_BIN" --name test --data-dir "$RUN/etcd-data" \
+# etcd reads every ETCD_* environment variable as a flag (ETCD_VERSION is even "special"): drop them
+ETCD_ENV_UNSET=(); for v in $(compgen -e | grep '^ETCD_' || true); do ETCD_ENV_UNSET+=(-u "$v"); done
+start_detached etcd env "${ETCD_ENV_UNSET[@]}" "$ETCD_BIN" --name test --data-dir "$RUN/etcd-data" \
   --listen-client-urls "http://$HOST:$ETCD_PORT" --advertise-client-urls "http://$HOST:$ETCD_PORT" \
   --listen-peer-urls "http://$HOST:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://$HOST:$ETCD_PEER_PORT" \
   --initial-cluster "test=http://$HOST:$ETCD_PEER_PORT" --initial-cluster-state new \
