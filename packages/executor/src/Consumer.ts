@@ -1,4 +1,4 @@
-import { Effect, Either, Layer, Metric, Option, Schedule, Stream } from "effect"
+import { Effect, Either, Layer, Metric, Option, Stream } from "effect"
 import { TaskEvent } from "@executor/domain"
 import { Dispatcher } from "./Dispatcher.js"
 import * as Metrics from "./Metrics.js"
@@ -53,8 +53,8 @@ export const ConsumerLive = Layer.scopedDiscard(
 
     yield* source.messages.pipe(
       Stream.runForEach(handleMessage),
-      Effect.tapErrorCause((cause) => Effect.logWarning("task event consumer failed; resubscribing", cause)),
-      Effect.retry(Schedule.union(transientBackoff(), Schedule.forever)),
+      Effect.tapError((error) => Effect.logWarning(`task event consumer failed; resubscribing: ${error.message}`)),
+      Effect.retry(transientBackoff()),
       Effect.forkScoped
     )
   }).pipe(Effect.annotateLogs({ service: "Consumer" }))

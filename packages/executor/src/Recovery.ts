@@ -1,5 +1,5 @@
 import { Effect, Option, Schema } from "effect"
-import { Kube, ZombieReason } from "@executor/domain"
+import { AgentConfig, Kube, ZombieReason } from "@executor/domain"
 import { AgentRegistry } from "./AgentRegistry.js"
 import { ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
@@ -37,7 +37,9 @@ export const recover = Effect.gen(function* () {
   const jobTimeout = (job: Kube.Job, assignee: string) =>
     job.spec?.activeDeadlineSeconds !== undefined
       ? Effect.succeed(job.spec.activeDeadlineSeconds)
-      : Effect.map(registry.graces(assignee, 1800), (g) => g.timeoutSeconds)
+      : Effect.map(registry.byAssignee(assignee), (config) =>
+          Option.match(config, { onNone: () => AgentConfig.bounds.zombieJobTimeoutSeconds.default, onSome: (c) => c.timeoutSeconds })
+        )
 
   let adopted = 0
   for (const job of jobs) {

@@ -1,7 +1,7 @@
 import { Clock, Context, Duration, Effect, FiberMap, FiberSet, Layer, Metric, Option } from "effect"
 import { Classifier, Doctrine, type Kube, Time, type ZombieReason } from "@executor/domain"
 import { AgentRegistry } from "./AgentRegistry.js"
-import { ClusterOps } from "./ClusterOps.js"
+import { type ClusterError, ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
 import { CommandPublisher } from "./CommandPublisher.js"
 import { Dedupe } from "./Dedupe.js"
@@ -31,6 +31,9 @@ export interface VerdictsShape {
   readonly drain: Effect.Effect<void>
 }
 
+const isTransient = (error: { readonly _tag: string }): boolean =>
+  error._tag !== "ClusterError" || (error as ClusterError).transient
+
 const dedupeTtlMillis = (timeoutSeconds: number) => Duration.toMillis(Duration.seconds(Math.max(3600, 2 * timeoutSeconds)))
 
 const make = Effect.gen(function* () {
@@ -48,16 +51,23 @@ const make = Effect.gen(function* () {
   const ignoreNotFound = <E extends { readonly _tag: string }>(effect: Effect.Effect<void, E>) =>
     Effect.catchIf(effect, (e) => e._tag === "NotFound", () => Effect.void)
 
-  /** API calls after the verdict is decided: transient errors retried a while, then logged. */
+  /**
+   * API calls of the verdict pipeline. A transient error (API down, 5xx, 429) is retried for as
+   * long as this executor lives: the mark must precede the publish, and the Job must go so that
+   * the retry can start. A permanent error is logged and the pipeline goes on.
+   */
   const cleanUpStep = <E extends { readonly _tag: string; readonly message: string }>(
     step: string,
     jobName: string,
     effect: Effect.Effect<void, E>
   ) =>
     ignoreNotFound(effect).pipe(
-      Effect.retry({ schedule: transientBackoff(), times: 8 }),
+      Effect.tapError((error) =>
+        Effect.logWarning(`verdict ${step} failed`).pipe(Effect.annotateLogs({ job: jobName, error: error.message }))
+      ),
+      Effect.retry({ schedule: transientBackoff(), while: isTransient }),
       Effect.catchAll((error) =>
-        Effect.logError(`verdict ${step} failed`).pipe(Effect.annotateLogs({ job: jobName, error: error.message }))
+        Effect.logError(`verdict ${step} failed for good`).pipe(Effect.annotateLogs({ job: jobName, error: error.message }))
       )
     )
 

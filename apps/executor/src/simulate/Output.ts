@@ -16,6 +16,8 @@ const describe = (line: Line): string | undefined => {
       return `${short(line.task)}  job created   ${line.job} (attempt ${line.attempt})`
     case "job.deleted":
       return `${short(line.task)}  job deleted   ${line.job}`
+    case "job.finished":
+      return `${short(line.task)}  job finished  ${line.job} ${line.outcome}${line.reason === "" ? "" : ` (${line.reason})`}`
     case "verdict":
       return `${short(line.task)}  VERDICT       ${line.reason} (${line.source}) ${line.detail}`
     case "command": {

@@ -1,5 +1,5 @@
 import { Duration, Effect, Logger, LogLevel, Option, Random, Ref, Stream, TestClock, TestContext } from "effect"
-import { Commands } from "@executor/domain"
+import { Commands, Kube } from "@executor/domain"
 import { parseCron, type VerdictSource } from "@executor/executor"
 import { AgentModel, ControllerModel, type InMemoryCluster, World } from "@executor/testkit"
 import { behaviourPlan, type ScenarioFile, toMillis } from "./Scenario.js"
@@ -8,6 +8,14 @@ import { behaviourPlan, type ScenarioFile, toMillis } from "./Scenario.js"
 export type Line =
   | { readonly t: number; readonly kind: "job.created"; readonly task: string; readonly job: string; readonly attempt: number }
   | { readonly t: number; readonly kind: "job.deleted"; readonly task: string; readonly job: string }
+  | {
+      readonly t: number
+      readonly kind: "job.finished"
+      readonly task: string
+      readonly job: string
+      readonly outcome: "Complete" | "Failed"
+      readonly reason: string
+    }
   | {
       readonly t: number
       readonly kind: "verdict"
@@ -82,6 +90,29 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
     const notices = yield* Ref.make<ReadonlyArray<Line>>([])
     yield* world.cluster.notices.pipe(
       Stream.runForEach((notice) => Ref.update(notices, (all) => [...all, noticeLine(notice)])),
+      Effect.forkScoped
+    )
+    const finished = new Set<string>()
+    yield* world.cluster.watch.jobEvents.pipe(
+      Stream.runForEach((event) =>
+        Effect.gen(function* () {
+          if (event._tag !== "Upsert") return
+          const job = event.object
+          const done = Kube.jobSucceeded(job) ? Option.some("Complete" as const) : Option.as(Kube.jobFailedCondition(job), "Failed" as const)
+          if (Option.isNone(done) || finished.has(job.metadata.name)) return
+          finished.add(job.metadata.name)
+          const now = yield* TestClock.currentTimeMillis
+          const line: Line = {
+            t: now - epochMillis,
+            kind: "job.finished",
+            task: Kube.label(job.metadata, world.settings.names.taskIdLabel),
+            job: job.metadata.name,
+            outcome: done.value,
+            reason: Option.getOrElse(Option.flatMap(Kube.jobFailedCondition(job), (c) => Option.fromNullable(c.reason)), () => "")
+          }
+          yield* Ref.update(notices, (all) => [...all, line])
+        })
+      ),
       Effect.forkScoped
     )
 
@@ -176,5 +207,7 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
     Effect.scoped,
     Effect.withRandom(Random.make(scenario.settings?.seed ?? 1)),
     Effect.provide(TestContext.TestContext),
-    Logger.withMinimumLogLevel(LogLevel.Warning)
+    Logger.withMinimumLogLevel(LogLevel.Warning),
+    // stdout carries the output alone; logs go to stderr
+    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
   )

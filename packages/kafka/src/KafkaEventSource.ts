@@ -1,0 +1,209 @@
+import { type ConfigError, Deferred, Duration, Effect, Either, FiberSet, Layer, Option, Queue, Ref, Schedule, type Scope, Stream } from "effect"
+import type { Consumer, EachMessagePayload } from "kafkajs"
+import { Commands } from "@executor/domain"
+import {
+  type ConsumedMessage,
+  type ConsumedOffset,
+  ConsumeError,
+  TaskEventSource,
+  type TaskEventSourceShape
+} from "@executor/executor"
+import { attempt, cleanup, describeError, KafkaCallError, makeKafka, tlsOptions } from "./KafkaClient.js"
+import * as KafkaConfig from "./KafkaConfig.js"
+import type { KafkaConfigError } from "./KafkaConfig.js"
+import { nextOffset } from "./Offsets.js"
+
+interface Subscription {
+  readonly consumer: Consumer
+  /** Completed once kafkajs reports a crash: the consumer is gone, its stream fails. */
+  readonly crashed: Deferred.Deferred<never, ConsumeError>
+}
+
+/**
+ * `TaskEventSource` on a kafkajs consumer of the event topic (read-committed, group `groupId`, from
+ * the oldest offset when the group has none, no auto-commit).
+ *
+ * Every run of `messages` is a fresh consumer that resumes from the group's committed offsets, and its
+ * end (or interruption) disconnects it. kafkajs hands over one message at a time and waits until the
+ * stream has taken it (a queue of one), so messages come out strictly in partition order and nothing
+ * is read ahead beyond one message; while it waits it keeps heartbeating, so a slow handler does not
+ * cost the group membership. kafkajs does not restart a crashed consumer (`restartOnFailure` false):
+ * a crash fails the stream with `ConsumeError` and the caller resubscribes with its own back-off.
+ *
+ * `commit` stores `offset + 1` for the group: through the running consumer, or, when no consumer is
+ * running (the stream crashed or ended, e.g. a handler commits after a broker outage), through a
+ * short-lived member of the group. So `commit` never depends on the stream being alive, as with the
+ * in-memory bus: a caller that retries a commit before it pulls again cannot deadlock.
+ */
+export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSourceShape, KafkaConfigError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const topic = Commands.topics(config.topicPrefix).event
+    const { timeouts } = config
+    const retry = {
+      retries: timeouts.retries,
+      initialRetryTime: timeouts.initialRetryTimeMs,
+      maxRetryTime: timeouts.maxRetryTimeMs
+    }
+    const live = yield* Ref.make(Option.none<Subscription>())
+
+    // fail fast on unreadable TLS files; connections are made per subscription
+    yield* tlsOptions(config)
+
+    const toConsumeError = (error: KafkaCallError | KafkaConfigError) => new ConsumeError({ message: error.message })
+
+    const withDeadline = <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>) =>
+      Effect.timeoutFail(effect, {
+        duration: Duration.millis(timeouts.operationTimeoutMs),
+        onTimeout: () =>
+          new KafkaCallError({ operation, cause: `timed out after ${timeouts.operationTimeoutMs} ms` })
+      })
+
+    const subscribe = Effect.gen(function* () {
+      const kafka = yield* makeKafka(config, "consumer")
+      const consumer = yield* Effect.try({
+        try: () =>
+          kafka.consumer({
+            groupId: config.groupId,
+            readUncommitted: false,
+            sessionTimeout: timeouts.sessionTimeoutMs,
+            heartbeatInterval: timeouts.heartbeatIntervalMs,
+            maxWaitTimeInMs: timeouts.maxWaitTimeMs,
+            retry: { ...retry, restartOnFailure: () => Promise.resolve(false) }
+          }),
+        catch: (cause) => new KafkaCallError({ operation: "create consumer", cause })
+      })
+      const crashed = yield* Deferred.make<never, ConsumeError>()
+      consumer.on(consumer.events.CRASH, (event) => {
+        Deferred.unsafeDone(
+          crashed,
+          Effect.fail(new ConsumeError({ message: `consumer crashed: ${describeError(event.payload.error)}` }))
+        )
+      })
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(
+          Ref.update(live, Option.filter((subscription) => subscription.consumer !== consumer)),
+          cleanup("consumer disconnect", () => consumer.disconnect(), timeouts.cleanupTimeoutMs)
+        )
+      )
+
+      const queue = yield* Queue.bounded<ConsumedMessage>(1)
+      const runPromise = yield* FiberSet.makeRuntimePromise<never>()
+      const closing = yield* Deferred.make<void>()
+      // registered last, so it runs first: a kafkajs callback waiting to hand over returns at once
+      yield* Effect.addFinalizer(() => Deferred.succeed(closing, undefined))
+
+      const keepMembership = (heartbeat: () => Promise<void>) =>
+        Effect.tryPromise({ try: heartbeat, catch: (cause) => cause }).pipe(
+          Effect.repeat(Schedule.spaced(Duration.millis(timeouts.heartbeatIntervalMs))),
+          Effect.zipRight(Effect.never)
+        )
+
+      // resolves once the stream took the message (or the source closes); rejects with kafkajs's own
+      // error when a heartbeat finds the group rebalancing, so kafkajs rejoins
+      const eachMessage = (payload: EachMessagePayload): Promise<void> => {
+        const message: ConsumedMessage = {
+          value: payload.message.value === null ? null : payload.message.value.toString("utf8"),
+          offset: { topic: payload.topic, partition: payload.partition, offset: payload.message.offset }
+        }
+        return runPromise(
+          Queue.offer(queue, message).pipe(
+            Effect.raceFirst(keepMembership(payload.heartbeat)),
+            Effect.raceFirst(Deferred.await(closing)),
+            Effect.either
+          )
+        ).then(
+          (handedOver) => {
+            if (Either.isLeft(handedOver)) throw handedOver.left
+          },
+          () => undefined // interrupted: the source is closing and the message stays uncommitted
+        )
+      }
+
+      yield* withDeadline(
+        "subscribe",
+        Effect.gen(function* () {
+          yield* attempt("consumer connect", () => consumer.connect())
+          yield* attempt("subscribe", () => consumer.subscribe({ topic, fromBeginning: true }))
+          // resolves once the consumer has joined the group (or crashed trying: see `crashed`)
+          yield* attempt("consumer run", () =>
+            consumer.run({ autoCommit: false, partitionsConsumedConcurrently: 1, eachMessage })
+          )
+        })
+      )
+      yield* Ref.set(live, Option.some({ consumer, crashed }))
+      yield* Effect.logDebug(`subscribed to ${topic} as group ${config.groupId}`)
+
+      return Stream.repeatEffect(Effect.raceFirst(Queue.take(queue), Deferred.await(crashed)))
+    }).pipe(Effect.mapError(toConsumeError))
+
+    // A short-lived member of the group commits for the consumer that is gone. (kafkajs's
+    // `admin.setOffsets` does the same, but waits out a 5 s fetch before it commits.)
+    const commitAsNewMember = (offset: ConsumedOffset, next: string) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const kafka = yield* makeKafka(config, "committer")
+          const consumer = yield* Effect.try({
+            try: () =>
+              kafka.consumer({
+                groupId: config.groupId,
+                readUncommitted: false,
+                sessionTimeout: timeouts.sessionTimeoutMs,
+                heartbeatInterval: timeouts.heartbeatIntervalMs,
+                maxWaitTimeInMs: timeouts.maxWaitTimeMs,
+                retry: { ...retry, restartOnFailure: () => Promise.resolve(false) }
+              }),
+            catch: (cause) => new KafkaCallError({ operation: "create committer", cause })
+          })
+          yield* Effect.addFinalizer(() =>
+            cleanup("committer disconnect", () => consumer.disconnect(), timeouts.cleanupTimeoutMs)
+          )
+          yield* attempt("committer connect", () => consumer.connect())
+          yield* attempt("committer subscribe", () => consumer.subscribe({ topic: offset.topic }))
+          // reads nothing: the batches are neither handled nor resolved
+          yield* attempt("committer run", () =>
+            consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: () => Promise.resolve() })
+          )
+          consumer.pause([{ topic: offset.topic }])
+          yield* attempt("commitOffsets", () =>
+            consumer.commitOffsets([{ topic: offset.topic, partition: offset.partition, offset: next }])
+          )
+        })
+      )
+
+    const commit = Effect.fn("KafkaEventSource.commit")(function* (offset: ConsumedOffset) {
+      const next = yield* nextOffset(offset.offset)
+      const running = yield* Ref.get(live).pipe(
+        Effect.flatMap(
+          Option.match({
+            onNone: () => Effect.succeedNone,
+            onSome: (subscription) =>
+              Effect.map(Deferred.isDone(subscription.crashed), (crashed) =>
+                crashed ? Option.none() : Option.some(subscription.consumer)
+              )
+          })
+        )
+      )
+      const committed = Option.match(running, {
+        onSome: (consumer) =>
+          attempt("commitOffsets", () =>
+            consumer.commitOffsets([{ topic: offset.topic, partition: offset.partition, offset: next }])
+          ),
+        onNone: () => commitAsNewMember(offset, next)
+      })
+      yield* withDeadline("commit", committed).pipe(Effect.mapError(toConsumeError))
+    })
+
+    return TaskEventSource.of({
+      messages: Stream.unwrapScoped(subscribe.pipe(Effect.annotateLogs({ service: "KafkaEventSource" }))),
+      commit
+    })
+  }).pipe(Effect.annotateLogs({ service: "KafkaEventSource" }))
+
+/** `TaskEventSource` on a real broker. */
+export const layer = (config: KafkaConfig.KafkaConfig): Layer.Layer<TaskEventSource, KafkaConfigError> =>
+  Layer.scoped(TaskEventSource, make(config))
+
+/** `layer` with the config from the environment (`KafkaConfig.fromEnv`). */
+export const layerFromEnv: Layer.Layer<TaskEventSource, ConfigError.ConfigError | KafkaConfigError> = Layer.unwrapEffect(
+  Effect.map(KafkaConfig.fromEnv, layer)
+)

@@ -1,0 +1,6 @@
+export * as Api from "./Api.js"
+export * as Crd from "./Crd.js"
+export * as Informer from "./Informer.js"
+export * as KubeCluster from "./KubeCluster.js"
+export * as KubeConfig from "./KubeConfig.js"
+export * as Lease from "./Lease.js"
