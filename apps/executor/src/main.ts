@@ -1,5 +1,8 @@
 import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
+import { NodeRuntime } from "@effect/platform-node"
+import { ConfigError, Effect, Either, Layer } from "effect"
+import * as Run from "./run/Run.js"
+import { runConfig } from "./run/RunConfig.js"
 import { type OutputFormat, runSimulateCommand } from "./simulate/Command.js"
 
 const usage = `usage:
@@ -37,6 +40,23 @@ const simulateCommand = (args: ReadonlyArray<string>) => {
   ).catch((error: unknown) => fail(`simulation failed: ${String(error)}`, 1))
 }
 
+/** The service: every setting validated first, with one clear message per problem. */
+const runCommand = () => {
+  const config = Effect.runSync(Effect.either(runConfig))
+  if (Either.isLeft(config)) {
+    const problems: ReadonlyArray<string> = ConfigError.reduceWithContext<undefined, Array<string>>(config.left, undefined, {
+      andCase: (_, l: Array<string>, r: Array<string>) => [...l, ...r],
+      orCase: (_, l: Array<string>, r: Array<string>) => [...l, ...r],
+      invalidDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+      missingDataCase: (_, path) => [`${path.join(".")}: required`],
+      sourceUnavailableCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+      unsupportedCase: (_, path, message) => [`${path.join(".")}: ${message}`]
+    })
+    return fail(`invalid configuration:\n  ${[...new Set(problems)].join("\n  ")}`, 2)
+  }
+  NodeRuntime.runMain(Layer.launch(Run.layer(config.right)), { disablePrettyLogger: true })
+}
+
 const [command, ...rest] = process.argv.slice(2)
 switch (command) {
   case undefined:
@@ -44,6 +64,9 @@ switch (command) {
     break
   case "simulate":
     simulateCommand(rest)
+    break
+  case "run":
+    runCommand()
     break
   case "help":
   case "--help":

@@ -2,6 +2,7 @@ import { Effect, Either, Layer, Metric, Option, Stream } from "effect"
 import { TaskEvent } from "@executor/domain"
 import { Dispatcher } from "./Dispatcher.js"
 import * as Metrics from "./Metrics.js"
+import { Readiness } from "./Readiness.js"
 import { transientBackoff } from "./Retry.js"
 import { type ConsumedMessage, TaskEventSource } from "./TaskEventSource.js"
 
@@ -16,6 +17,7 @@ export const ConsumerLive = Layer.scopedDiscard(
   Effect.gen(function* () {
     const source = yield* TaskEventSource
     const dispatcher = yield* Dispatcher
+    const readiness = yield* Readiness
 
     const commit = (message: ConsumedMessage) =>
       source.commit(message.offset).pipe(
@@ -51,6 +53,7 @@ export const ConsumerLive = Layer.scopedDiscard(
         if (!handled.committed) yield* commit(message)
       })
 
+    yield* readiness.markReady
     yield* source.messages.pipe(
       Stream.runForEach(handleMessage),
       Effect.tapError((error) => Effect.logWarning(`task event consumer failed; resubscribing: ${error.message}`)),

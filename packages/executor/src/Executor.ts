@@ -4,6 +4,7 @@ import { ConsumerLive } from "./Consumer.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { Dedupe } from "./Dedupe.js"
 import { JobWatcherLive, PodWatcherLive } from "./JobWatcher.js"
+import { Readiness } from "./Readiness.js"
 import { recover } from "./Recovery.js"
 import { RunTracker } from "./RunTracker.js"
 import { SweeperLive } from "./Sweeper.js"
@@ -11,7 +12,7 @@ import { Verdicts } from "./Verdicts.js"
 
 /** The executor's own state: runs, dedupe, agents, and the verdict pipeline over them. */
 export const layerState = Verdicts.layer.pipe(
-  Layer.provideMerge(Layer.mergeAll(RunTracker.layer, Dedupe.layer, AgentRegistry.layer))
+  Layer.provideMerge(Layer.mergeAll(RunTracker.layer, Dedupe.layer, AgentRegistry.layer, Readiness.layer))
 )
 
 /** Restart recovery, then the detectors: so no detector judges a run before it is rebuilt. */

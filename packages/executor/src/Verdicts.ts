@@ -47,6 +47,10 @@ const make = Effect.gen(function* () {
   const { names } = yield* ExecutorSettings
   const rechecks = yield* FiberMap.make<string>()
   const pipelines = yield* FiberSet.make()
+  // On shutdown, verdicts being published get a moment to finish before they are interrupted.
+  yield* Effect.addFinalizer(() =>
+    FiberSet.join(pipelines).pipe(Effect.ignore, Effect.timeout(Duration.seconds(10)), Effect.ignore)
+  )
 
   const ignoreNotFound = <E extends { readonly _tag: string }>(effect: Effect.Effect<void, E>) =>
     Effect.catchIf(effect, (e) => e._tag === "NotFound", () => Effect.void)

@@ -1,0 +1,67 @@
+import { createServer } from "node:http"
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer, LogLevel, Metric, Option } from "effect"
+import { Gates } from "@executor/domain"
+import {
+  Executor,
+  ExecutorSettings,
+  Healthcheck,
+  HealthcheckCronLive,
+  Journal,
+  Metrics
+} from "@executor/executor"
+import { KafkaEventSource, KafkaPublisher } from "@executor/kafka"
+import { Crd, KubeCluster, KubeConfig } from "@executor/kube"
+import { router } from "./Http.js"
+import * as LogLevelControl from "./LogLevelControl.js"
+import type { RunConfig } from "./RunConfig.js"
+
+const buildInfo = Metric.gauge("build_info", { description: "Build information; the value is the build date in Unix seconds" })
+
+/** Reference metrics exist from the start, with every `result` at 0 (executor.md §4.3, REF §8.26). */
+const initialiseMetrics = (config: RunConfig) =>
+  Effect.gen(function* () {
+    for (const result of Gates.eventResults) {
+      yield* Metric.incrementBy(Metric.tagged(Metrics.taskEvents, "result", result), 0)
+    }
+    yield* Metric.incrementBy(Metrics.jobsSpawned, 0)
+    const built = Option.match(config.build.date, { onNone: () => 0, onSome: (d) => Date.parse(d) / 1000 })
+    yield* Metric.set(
+      Metric.tagged(Metric.tagged(buildInfo, "version", config.build.version), "commit", config.build.commit),
+      Number.isFinite(built) ? built : 0
+    )
+  })
+
+/**
+ * The composition root of the service: the executor's layers over the real cluster and broker,
+ * the HTTP endpoints, the healthcheck cron, and logging.
+ */
+export const layer = (config: RunConfig) => {
+  const settings = ExecutorSettings.layer(config.settings)
+  const kube = KubeCluster.layerFromSettings().pipe(Layer.provide(KubeConfig.layerFromEnv), Layer.provide(settings))
+  const crd = config.applyCrd
+    ? Layer.effectDiscard(Crd.applyCrd({ apiGroup: config.settings.names.apiGroup })).pipe(Layer.provide(KubeConfig.layerFromEnv))
+    : Layer.empty
+  const infra = Layer.mergeAll(
+    kube,
+    KafkaPublisher.layerFromEnv(),
+    KafkaEventSource.layerFromEnv,
+    settings,
+    Journal.layerLog
+  ).pipe(Layer.provide(crd))
+  const executor = Executor.layerExecutor.pipe(Layer.provideMerge(infra))
+  const healthcheck = Healthcheck.layer.pipe(Layer.provideMerge(executor))
+  const cron = HealthcheckCronLive(config.healthcheckCron).pipe(Layer.provide(healthcheck))
+  const http = router({ agentsAuthSecret: config.agentsAuthSecret }).pipe(
+    HttpServer.serve(),
+    HttpServer.withLogAddress,
+    Layer.provide(NodeHttpServer.layer(createServer, { port: config.listen.port, host: config.listen.host })),
+    Layer.provide(healthcheck)
+  )
+  const level = Option.getOrElse(LogLevelControl.parseLevel(config.logLevel), () => LogLevel.Info)
+  return Layer.mergeAll(http, cron, Layer.effectDiscard(initialiseMetrics(config))).pipe(
+    Layer.provide(LogLevelControl.layer(level))
+  )
+}
+
