@@ -1,5 +1,5 @@
-import { Context, type Effect, Schema } from "effect"
-import type { Commands } from "@executor/domain"
+import { Context, Effect, Either, Schema } from "effect"
+import { Commands } from "@executor/domain"
 
 /** The consumed position to commit together with a batch of commands (kafkajs `sendOffsets`). */
 export interface ConsumedOffset {
@@ -30,3 +30,16 @@ export class CommandPublisher extends Context.Tag("executor/CommandPublisher")<
   CommandPublisher,
   CommandPublisherShape
 >() {}
+
+/** Every payload is checked before anything is sent (REF §8.19); a bad one sends nothing. */
+export const validateCommands = (commands: ReadonlyArray<Commands.Command>): Effect.Effect<void, PublishError> => {
+  const problems = commands.flatMap((command, index) =>
+    Either.match(Commands.validateCommand(command), {
+      onLeft: (error) => [`commands[${index}]: ${error.message}`],
+      onRight: () => []
+    })
+  )
+  return problems.length === 0
+    ? Effect.void
+    : Effect.fail(new PublishError({ kind: "invalid", message: problems.join("\n") }))
+}

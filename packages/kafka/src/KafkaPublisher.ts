@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto"
-import { type ConfigError, DateTime, Duration, Effect, Either, Layer, Option, Ref, type Scope } from "effect"
+import { type ConfigError, DateTime, Duration, Effect, Layer, Option, Ref, type Scope } from "effect"
 import type { Message, Producer, Transaction } from "kafkajs"
 import { Commands } from "@executor/domain"
-import { type CommandPublisherShape, type ConsumedOffset, CommandPublisher, PublishError } from "@executor/executor"
+import { type CommandPublisherShape, type ConsumedOffset, CommandPublisher, PublishError, validateCommands } from "@executor/executor"
 import { attempt, cleanup, KafkaCallError, makeKafka } from "./KafkaClient.js"
 import * as KafkaConfig from "./KafkaConfig.js"
 import type { KafkaConfigError } from "./KafkaConfig.js"
@@ -18,17 +18,6 @@ export interface PublisherOptions {
   readonly beforeCommit?: Effect.Effect<void, unknown>
 }
 
-const validateAll = (commands: ReadonlyArray<Commands.Command>): Effect.Effect<void, PublishError> => {
-  const problems = commands.flatMap((command, index) =>
-    Either.match(Commands.validateCommand(command), {
-      onLeft: (error) => [`commands[${index}]: ${error.message}`],
-      onRight: () => []
-    })
-  )
-  return problems.length === 0
-    ? Effect.void
-    : Effect.fail(new PublishError({ kind: "invalid", message: problems.join("\n") }))
-}
 
 /**
  * `CommandPublisher` on an idempotent, transactional kafkajs producer. Each publish is one
@@ -141,7 +130,7 @@ export const make = (
       commands: ReadonlyArray<Commands.Command>,
       consumed?: ConsumedOffset
     ) {
-      yield* validateAll(commands)
+      yield* validateCommands(commands)
       const offsets = consumed === undefined ? undefined : { offset: consumed, next: yield* nextOffset(consumed.offset) }
       const messages = yield* Effect.forEach(commands, toMessage)
       if (messages.length === 0 && offsets === undefined) return

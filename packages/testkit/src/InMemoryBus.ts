@@ -4,7 +4,6 @@ import {
   Data,
   DateTime,
   Effect,
-  Either,
   HashMap,
   Layer,
   Option,
@@ -20,7 +19,8 @@ import {
   CommandPublisher,
   ConsumeError,
   PublishError,
-  TaskEventSource
+  TaskEventSource,
+  validateCommands
 } from "@executor/executor"
 
 /** The consumer group of the executor (executor.md §3.1). */
@@ -286,17 +286,6 @@ export const randomUuidV4: Effect.Effect<string> = Effect.map(
   }
 )
 
-const validateAll = (commands: ReadonlyArray<Commands.Command>): Effect.Effect<void, PublishError> => {
-  const problems = commands.flatMap((command, index) =>
-    Either.match(Commands.validateCommand(command), {
-      onLeft: (error) => [`commands[${index}]: ${error.message}`],
-      onRight: () => []
-    })
-  )
-  return problems.length === 0
-    ? Effect.void
-    : Effect.fail(new PublishError({ kind: "invalid", message: problems.join("\n") }))
-}
 
 /**
  * `CommandPublisher` on the bus: every command validated first (one invalid ⇒ nothing is sent), wrapped
@@ -324,7 +313,7 @@ export const layerPublisher = (bus: InMemoryBus, options: PublisherOptions): Lay
     commands: ReadonlyArray<Commands.Command>,
     consumed?: ConsumedOffset
   ) {
-    yield* validateAll(commands)
+    yield* validateCommands(commands)
     const messages = yield* Effect.forEach(commands, toMessage)
     if (messages.length === 0 && consumed === undefined) return
     yield* bus
