@@ -11,6 +11,8 @@ export interface DedupeShape {
   readonly reserve: (key: string, ttlMillis: number) => Effect.Effect<boolean>
   readonly confirm: (key: string) => Effect.Effect<void>
   readonly release: (key: string) => Effect.Effect<void>
+  /** A verdict for this key is reserved or was confirmed within its TTL. */
+  readonly seen: (key: string) => Effect.Effect<boolean>
   readonly size: Effect.Effect<number>
 }
 
@@ -58,7 +60,14 @@ const make = (capacity: number = defaultCapacity) =>
         next.delete(key)
         return next
       })
-    return Dedupe.of({ reserve, confirm, release, size: Effect.map(Ref.get(entries), (m) => m.size) })
+    const seen = (key: string) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.map(Ref.get(entries), (current) => {
+          const entry = current.get(key)
+          return entry !== undefined && (entry.state === "reserved" || now - entry.at < entry.ttlMillis)
+        })
+      )
+    return Dedupe.of({ reserve, confirm, release, seen, size: Effect.map(Ref.get(entries), (m) => m.size) })
   })
 
 export class Dedupe extends Context.Tag("executor/Dedupe")<Dedupe, DedupeShape>() {

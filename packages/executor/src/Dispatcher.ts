@@ -12,6 +12,7 @@ import {
 import { AgentRegistry } from "./AgentRegistry.js"
 import { ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
+import { Dedupe } from "./Dedupe.js"
 import { CommandPublisher, type ConsumedOffset } from "./CommandPublisher.js"
 import { ExecutorSettings } from "./ExecutorSettings.js"
 import { Journal } from "./Journal.js"
@@ -52,6 +53,7 @@ const make = Effect.gen(function* () {
   const registry = yield* AgentRegistry
   const tracker = yield* RunTracker
   const verdicts = yield* Verdicts
+  const dedupe = yield* Dedupe
   const journal = yield* Journal
   const settings = yield* ExecutorSettings
   const { names } = settings
@@ -145,6 +147,14 @@ const make = Effect.gen(function* () {
         triggerCount: Frontmatter.triggerCount(fm)
       })
       const skip = (result: Gates.EventResult) => Effect.as(count(result), { result, committed: false } as Handled)
+      if (yield* dedupe.seen(name)) {
+        // This event's Job was created, judged and deleted before the event was committed (a crash
+        // between the create and the commit, then recovery). Publish the spawn's increment that the
+        // crash lost, but no spawn notification: that run is over and must not become current again.
+        yield* publish("spawn increment", Doctrine.spawnCommands({ taskId, jobName: name, at: yield* Clock.currentTimeMillis }).slice(0, 1), consumed)
+        yield* count("skipped_active_job")
+        return { result: "skipped_active_job", committed: Option.isSome(consumed) } as Handled
+      }
       const running = yield* runningForTask(taskId)
       // The Job of this very event already runs: a redelivery after a crash between the create and
       // the commit. Publish what the crash lost; never create a second Job (D6.1).

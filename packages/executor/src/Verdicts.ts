@@ -27,8 +27,11 @@ export interface VerdictsShape {
    * it (the at-least-once window of D6.2), then finishes the clean-up.
    */
   readonly resume: (run: TrackedRun, mark: VerdictMark) => Effect.Effect<void>
-  /** Waits until every verdict in progress has been published and cleaned up (tests, shutdown). */
-  readonly drain: Effect.Effect<void>
+  /**
+   * Waits (at most `timeout`) until every verdict in progress has been published and cleaned up:
+   * the graceful part of a SIGTERM. Killing the executor without it loses nothing durable.
+   */
+  readonly drain: (timeout: Duration.DurationInput) => Effect.Effect<void>
 }
 
 const isTransient = (error: { readonly _tag: string }): boolean =>
@@ -47,10 +50,6 @@ const make = Effect.gen(function* () {
   const { names } = yield* ExecutorSettings
   const rechecks = yield* FiberMap.make<string>()
   const pipelines = yield* FiberSet.make()
-  // On shutdown, verdicts being published get a moment to finish before they are interrupted.
-  yield* Effect.addFinalizer(() =>
-    FiberSet.join(pipelines).pipe(Effect.ignore, Effect.timeout(Duration.seconds(10)), Effect.ignore)
-  )
 
   const ignoreNotFound = <E extends { readonly _tag: string }>(effect: Effect.Effect<void, E>) =>
     Effect.catchIf(effect, (e) => e._tag === "NotFound", () => Effect.void)
@@ -223,7 +222,8 @@ const make = Effect.gen(function* () {
       yield* FiberSet.run(pipelines, finish(run, mark, since))
     })
 
-  const drain = FiberSet.join(pipelines).pipe(Effect.ignore)
+  const drain = (timeout: Duration.DurationInput) =>
+    FiberSet.awaitEmpty(pipelines).pipe(Effect.interruptible, Effect.timeout(timeout), Effect.ignore)
 
   return { evaluate, resume, drain } satisfies VerdictsShape
 })

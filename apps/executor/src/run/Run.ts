@@ -9,7 +9,8 @@ import {
   Healthcheck,
   HealthcheckCronLive,
   Journal,
-  Metrics
+  Metrics,
+  Verdicts
 } from "@executor/executor"
 import { KafkaEventSource, KafkaPublisher } from "@executor/kafka"
 import { Crd, KubeCluster, KubeConfig } from "@executor/kube"
@@ -51,6 +52,10 @@ export const layer = (config: RunConfig) => {
     Journal.layerLog
   ).pipe(Layer.provide(crd))
   const executor = Executor.layerExecutor.pipe(Layer.provideMerge(infra))
+  // SIGTERM: before the layers close, verdicts being published get up to 10 s to finish.
+  const drain = Layer.scopedDiscard(
+    Effect.flatMap(Verdicts, (verdicts) => Effect.addFinalizer(() => verdicts.drain("10 seconds")))
+  ).pipe(Layer.provide(executor))
   const healthcheck = Healthcheck.layer.pipe(Layer.provideMerge(executor))
   const cron = HealthcheckCronLive(config.healthcheckCron).pipe(Layer.provide(healthcheck))
   const http = router({ agentsAuthSecret: config.agentsAuthSecret }).pipe(
@@ -60,7 +65,7 @@ export const layer = (config: RunConfig) => {
     Layer.provide(healthcheck)
   )
   const level = Option.getOrElse(LogLevelControl.parseLevel(config.logLevel), () => LogLevel.Info)
-  return Layer.mergeAll(http, cron, Layer.effectDiscard(initialiseMetrics(config))).pipe(
+  return Layer.mergeAll(http, cron, drain, Layer.effectDiscard(initialiseMetrics(config))).pipe(
     Layer.provide(LogLevelControl.layer(level))
   )
 }
