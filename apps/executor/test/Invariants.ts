@@ -60,6 +60,7 @@ const Verdict = Schema.Struct({
   task: Schema.String,
   job: Schema.optional(Schema.String),
   reason: Schema.String,
+  detail: Schema.optional(Schema.String),
   source: VerdictSource
 })
 const Command = Schema.Struct({

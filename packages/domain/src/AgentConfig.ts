@@ -116,6 +116,8 @@ export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigIn
 }
 
 const decodeSpec = Schema.decodeUnknownEither(ConfigSpec, { errors: "all", onExcessProperty: "ignore" })
+/** As a `kubectl apply` with strict field validation: an unknown field is an error, not pruned. */
+const decodeSpecStrict = Schema.decodeUnknownEither(ConfigSpec, { errors: "all", onExcessProperty: "error" })
 
 /**
  * One line per mistake, naming the field. Union alternatives that only say "Expected undefined"
@@ -156,9 +158,10 @@ export const effectiveTaskTypes = (taskType: string, taskTypes: ReadonlyArray<st
 
 export const agentConfig = (
   meta: { readonly name: string; readonly namespace?: string | undefined },
-  rawSpec: unknown
+  rawSpec: unknown,
+  options: { readonly strict?: boolean } = {}
 ): Either.Either<AgentConfig, ConfigInvalid> =>
-  decodeSpec(rawSpec).pipe(
+  (options.strict === true ? decodeSpecStrict : decodeSpec)(rawSpec).pipe(
     Either.mapLeft((error) => new ConfigInvalid({ name: meta.name, issues: renderIssues(error) })),
     Either.map((spec) => ({
       name: meta.name,

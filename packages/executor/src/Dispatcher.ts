@@ -128,6 +128,7 @@ const make = Effect.gen(function* () {
         source: "dispatch"
       })
       yield* publish("spawn rejection", [Doctrine.spawnRejected({ taskId: event.taskIdentifier, priorAssignee, detail, at })], consumed)
+      yield* count("error")
       return { result: "error", committed: Option.isSome(consumed) } as const
     })
 
@@ -155,9 +156,12 @@ const make = Effect.gen(function* () {
         yield* count("skipped_active_job")
         return { result: "skipped_active_job", committed: Option.isSome(consumed) } as Handled
       }
+      const own = yield* tracker.get(name)
+      if (Option.isSome(own) && own.value.spawnPublished) return yield* skip("skipped_active_job")
       const running = yield* runningForTask(taskId)
-      // The Job of this very event already runs: a redelivery after a crash between the create and
-      // the commit. Publish what the crash lost; never create a second Job (D6.1).
+      // The Job of this very event already runs but its spawn was not published by this process: a
+      // redelivery after a crash between the create and the commit. Publish what the crash lost;
+      // never create a second Job (D6.1).
       const redo = running.has(name)
       if (running.size > 0 && !redo) return yield* skip("skipped_active_job")
       const now = yield* Clock.currentTimeMillis
@@ -206,14 +210,19 @@ const make = Effect.gen(function* () {
         return yield* skip("skipped_active_job")
       }
       yield* publish("spawn", Doctrine.spawnCommands({ taskId, jobName: name, at: now }), consumed)
-      yield* tracker.track({
-        taskId,
-        jobName: name,
-        assignee: config.spec.assignee,
-        startedAt: now,
-        timeoutSeconds: config.timeoutSeconds,
-        attempt: Option.some(Frontmatter.triggerCount(fm) + 1)
-      })
+      if (Option.isSome(own)) {
+        yield* tracker.markSpawnPublished(name)
+      } else {
+        yield* tracker.track({
+          taskId,
+          jobName: name,
+          assignee: config.spec.assignee,
+          startedAt: now,
+          timeoutSeconds: config.timeoutSeconds,
+          attempt: Option.some(Frontmatter.triggerCount(fm) + 1),
+          spawnPublished: true
+        })
+      }
       yield* journal.record({ _tag: "Spawned", taskId, jobName: name })
       yield* Metric.increment(Metrics.jobsSpawned)
       yield* count("spawned")
@@ -305,7 +314,8 @@ const make = Effect.gen(function* () {
   const handle = (event: TaskEvent.TaskEvent, consumed: Option.Option<ConsumedOffset>) =>
     Effect.gen(function* () {
       yield* Ref.update(latest, (m) => new Map(m).set(event.taskIdentifier, event))
-      if (Gates.isTerminal(event)) yield* cancelDeferred(event.taskIdentifier)
+      // A newer event supersedes a pending deferral: if it needs one, its own evaluation defers again.
+      yield* cancelDeferred(event.taskIdentifier)
       return yield* evaluate(event, consumed, false)
     }).pipe(Effect.withSpan("Dispatcher.handle"))
 

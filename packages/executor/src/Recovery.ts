@@ -72,7 +72,8 @@ export const recover = Effect.gen(function* () {
       assignee,
       startedAt,
       timeoutSeconds: yield* jobTimeout(job, assignee),
-      attempt: Option.none()
+      attempt: Option.none(),
+      spawnPublished: false
     })
     adopted++
     if (Option.isSome(mark)) {

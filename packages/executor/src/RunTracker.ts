@@ -15,10 +15,17 @@ export interface TrackedRun {
   readonly firstSeen: Classifier.FirstSeen
   /** A detector has reserved this run's verdict; the others leave it alone. */
   readonly settling: boolean
+  /**
+   * This process published the run's spawn (increment and notification). A run rebuilt after a
+   * restart is not: its spawn may have been lost in the crash, and a redelivered event publishes it.
+   */
+  readonly spawnPublished: boolean
 }
 
 export interface RunTrackerShape {
   readonly track: (run: Omit<TrackedRun, "firstSeen" | "settling">) => Effect.Effect<void>
+  /** Records that the spawn of a run already tracked has now been published. */
+  readonly markSpawnPublished: (jobName: string) => Effect.Effect<void>
   readonly get: (jobName: string) => Effect.Effect<Option.Option<TrackedRun>>
   readonly all: Effect.Effect<ReadonlyArray<TrackedRun>>
   /** The newest run of a task, if one is in flight. */
@@ -52,6 +59,11 @@ const make = Effect.gen(function* () {
             .reduce<TrackedRun | undefined>((newest, run) => (newest === undefined || run.startedAt >= newest.startedAt ? run : newest), undefined)
         )
       ),
+    markSpawnPublished: (jobName) =>
+      Ref.update(runs, (m) => {
+        const run = m.get(jobName)
+        return run === undefined ? m : new Map(m).set(jobName, { ...run, spawnPublished: true })
+      }),
     observe: (jobName, firstSeen) =>
       Ref.update(runs, (m) => {
         const run = m.get(jobName)

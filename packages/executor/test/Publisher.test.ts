@@ -177,7 +177,7 @@ describe("dedupe of verdicts per Job (items 61/62)", () => {
     executor.use(
       Effect.gen(function* () {
         const tracker = yield* RunTracker
-        yield* tracker.track({ taskId, jobName: job, assignee, startedAt: 0, timeoutSeconds, attempt: Option.some(1) })
+        yield* tracker.track({ taskId, jobName: job, assignee, startedAt: 0, timeoutSeconds, attempt: Option.some(1), spawnPublished: true })
         const verdicts = yield* Verdicts
         yield* verdicts.evaluate(job, "sweeper")
       })

@@ -266,3 +266,179 @@ export const startWithWatch = (world: World.World, watch: ClusterWatchShape) =>
       use(Effect.flatMap(Dispatcher, (d) => d.handle(taskEvent(taskId, frontmatter), Option.none())))
     return { use, spawn, verdictRows: Ref.get(journal) }
   })
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the dispatch and healthcheck suites
+// ---------------------------------------------------------------------------------------------
+
+import { Exit, Fiber, Scope } from "effect"
+import { Gates } from "@executor/domain"
+import { type ConsumedOffset, Metrics } from "@executor/executor"
+
+/** The unprefixed topics of the default settings. */
+export const dispatchTopics = { event: "agent-task-v1-event", request: "agent-task-v1-request" } as const
+
+/**
+ * Lets the fibers run without moving the TestClock. The TestClock does not see the fibers the
+ * executor's layers fork (its `adjust` only waits a few timer turns for them), so yield to the
+ * scheduler many times first.
+ */
+export const settle = Effect.zipRight(Effect.repeatN(Effect.yieldNow(), 200), TestClock.adjust(0))
+
+/** Settles until `check` holds (at most `rounds` times), then returns its last value. */
+export const settleUntil = <A>(check: Effect.Effect<A>, holds: (a: A) => boolean, rounds = 50) =>
+  Effect.gen(function* () {
+    let value = yield* check
+    for (let i = 0; i < rounds && !holds(value); i++) {
+      yield* settle
+      value = yield* check
+    }
+    return value
+  })
+
+/** Moves the TestClock forward (never backwards), running everything due on the way. */
+export const advance = (millis: number) => TestClock.adjust(millis)
+
+/** Puts a message on the event topic as the controller would (keyed by task id); a string goes out verbatim. */
+export const produceEvent = (world: World.World, event: TaskEvent.TaskEvent | string, key: string | null = null) =>
+  typeof event === "string"
+    ? world.bus.produce(dispatchTopics.event, key, event)
+    : world.bus.produce(dispatchTopics.event, event.taskIdentifier, JSON.stringify(event))
+
+/** The executor group's next position on the event topic, as a plain value (`undefined` before any commit). */
+export const committedEventOffset = (world: World.World) =>
+  Effect.map(
+    world.bus.committedOffset(InMemoryBus.executorGroup, dispatchTopics.event),
+    Option.getOrUndefined
+  )
+
+/**
+ * A baseline of `agent_executor_task_events_total` by `result`; `moved` gives the results that
+ * changed since, as a plain record (`{}` when none did).
+ */
+export const taskEventCounters = Effect.gen(function* () {
+  const read = Effect.map(
+    Effect.forEach(Gates.eventResults, (result) =>
+      Effect.map(counterValue(Metric.tagged(Metrics.taskEvents, "result", result)), (n) => [result, n] as const)
+    ),
+    (entries) => new Map<string, number>(entries)
+  )
+  const baseline = yield* read
+  const moved = Effect.map(read, (now) => {
+    const out: Record<string, number> = {}
+    for (const [result, n] of now) {
+      const delta = n - (baseline.get(result) ?? 0)
+      if (delta !== 0) out[result] = delta
+    }
+    return out
+  })
+  return { moved }
+})
+
+/** The labelled Jobs of one task, in creation order. */
+export const jobsOfTask = (world: World.World, taskId: string) =>
+  Effect.map(world.cluster.jobsSnapshot, (jobs) => jobs.filter((job) => job.metadata.labels?.[names.taskIdLabel] === taskId))
+
+/** The commands published about one task: `[operation, data]` in commit order. */
+export const commandsOf = (world: World.World, taskId: string) =>
+  Effect.map(published(world), (commands) =>
+    commands.filter((c) => c.data.taskIdentifier === taskId).map((c) => [c.operation, c.data] as const)
+  )
+
+export interface SeenTransaction {
+  readonly operations: ReadonlyArray<string>
+  readonly keys: ReadonlyArray<string | null>
+  readonly tasks: ReadonlyArray<string>
+  /** The consumed offset committed with the batch, if any. */
+  readonly offset: string | undefined
+}
+
+/** Records every transaction that reaches its commit point (installs the bus's `beforeCommit` hook). */
+export const watchTransactions = (world: World.World) =>
+  Effect.gen(function* () {
+    const seen = yield* Ref.make<ReadonlyArray<SeenTransaction>>([])
+    yield* world.bus.setBeforeCommit((transaction) =>
+      Ref.update(seen, (all) => [
+        ...all,
+        {
+          operations: transaction.messages.map((m) => (JSON.parse(m.value) as { readonly operation: string }).operation),
+          keys: transaction.messages.map((m) => m.key),
+          tasks: transaction.messages.map(
+            (m) => (JSON.parse(m.value) as { readonly data: { readonly taskIdentifier: string } }).data.taskIdentifier
+          ),
+          offset: transaction.offsets?.offset
+        }
+      ])
+    )
+    return Ref.get(seen)
+  })
+
+/** `Dispatcher.handle` of an executor process, as a plain function. */
+export const handleWith =
+  (executor: World.ExecutorProcess) => (event: TaskEvent.TaskEvent, consumed: Option.Option<ConsumedOffset> = Option.none()) =>
+    executor.use(Effect.flatMap(Dispatcher, (d) => d.handle(event, consumed)))
+
+/** The deferred respawns of an executor process: `[task id, due millis]`, sorted. */
+export const deferredOf = (executor: World.ExecutorProcess) =>
+  executor.use(
+    Effect.flatMap(Dispatcher, (d) =>
+      Effect.map(d.deferred, (m) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    )
+  )
+
+/**
+ * Stops an executor process like `stop`, but waits for the shutdown a few scheduler turns at most:
+ * a shutdown that does not end (a finalizer waiting on the TestClock, say) must not hang the test.
+ * The process's scope is closed at the first step of `stop`, so its consumer and timers are
+ * interrupted either way. Usable in a finalizer (the wait is made interruptible).
+ */
+export const stopExecutor = (executor: World.ExecutorProcess) =>
+  Effect.gen(function* () {
+    const stopping = yield* Effect.forkDaemon(executor.stop)
+    yield* Effect.interruptible(Effect.race(Fiber.await(stopping), Effect.repeatN(settle, 19)))
+  })
+
+/** `world.startExecutor`, stopped with `stopExecutor` when the test's scope closes. */
+export const startExecutorIn = (
+  world: World.World,
+  mode: "full" | "detection" = "full",
+  options: Parameters<World.World["startExecutor"]>[1] = {}
+) =>
+  Effect.tap(world.startExecutor(mode, options), (executor) => Effect.addFinalizer(() => stopExecutor(executor)))
+
+/** `startWithWatch` in a scope of its own, closed like `stopExecutor` when the test's scope closes. */
+export const startWithWatchIn = (world: World.World, watch: ClusterWatchShape) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Effect.zipRight(Effect.forkDaemon(Scope.close(scope, Exit.void)), settle))
+    return yield* Effect.provideService(startWithWatch(world, watch), Scope.Scope, scope)
+  })
+
+/** Produces one message on the event topic and settles until the consumer committed its offset (then a bit more). */
+export const consumeEvent = (world: World.World, event: TaskEvent.TaskEvent | string) =>
+  Effect.gen(function* () {
+    const record = yield* produceEvent(world, event)
+    const next = String(Number(record.offset) + 1)
+    const committed = yield* settleUntil(committedEventOffset(world), (o) => o === next)
+    // metrics and run tracking follow the commit
+    yield* settle
+    return { offset: record.offset, committed, next }
+  })
+
+/** A world whose clock starts at `startMillis`, with the `claude` Config and any more Configs. */
+export const makeWorldAt = (
+  startMillis: number,
+  resolver: PodBehaviour.Resolver,
+  spec: Record<string, unknown> = {},
+  configs: ReadonlyArray<readonly [string, Record<string, unknown>]> = []
+) =>
+  Effect.gen(function* () {
+    yield* TestClock.setTime(startMillis)
+    const world = yield* makeWorld(resolver, spec)
+    for (const [name, config] of configs) yield* world.cluster.applyConfig(name, config)
+    return world
+  })
+
+/** The creation time of each labelled Job of a task, as RFC3339 strings. */
+export const jobCreationTimes = (world: World.World, taskId: string) =>
+  Effect.map(jobsOfTask(world, taskId), (jobs) => jobs.map((j) => j.metadata.creationTimestamp))

@@ -2,15 +2,13 @@ import { Array as Arr, Duration, Either, ParseResult, Schema } from "effect"
 import { AgentConfig } from "@executor/domain"
 import { PodBehaviour } from "@executor/testkit"
 
+const durationMessage = "expected a duration (e.g. 90s, 5m, 1h30m) or a number of seconds"
+
 /** `90s`, `5m`, `1h30m`, or a number of seconds. */
 export const DurationString = Schema.Union(
-  Schema.NonNegative.annotations({ message: () => "expected a duration (e.g. 90s, 5m, 1h30m) or a number of seconds" }),
-  Schema.String.pipe(
-    Schema.filter((s) => /^(\d+h)?(\d+m)?(\d+s)?$/.test(s) && s !== "", {
-      message: () => "expected a duration (e.g. 90s, 5m, 1h30m) or a number of seconds"
-    })
-  )
-).annotations({ identifier: "Duration" })
+  Schema.NonNegative,
+  Schema.String.pipe(Schema.filter((s) => /^(\d+h)?(\d+m)?(\d+s)?$/.test(s) && s !== ""))
+).annotations({ identifier: "Duration", message: () => ({ message: durationMessage, override: true }) })
 
 export const toMillis = (d: typeof DurationString.Type): number => {
   if (typeof d === "number") return d * 1000
@@ -131,14 +129,24 @@ const pathOf = (path: ReadonlyArray<PropertyKey>) =>
 
 const firstIssue = (error: ParseResult.ParseError): string => {
   const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  // A union reports one issue per alternative; the deepest path is the one the author meant.
-  const best = issues.reduce((a, b) => (b.path.length > a.path.length ? b : a), issues[0] ?? { path: [], message: "invalid" })
+  // A union reports one issue per alternative: the deepest path is the one the author meant, and
+  // "is unexpected" and "is missing" only say what another alternative would have wanted.
+  const rank = (i: (typeof issues)[number]) =>
+    i.path.length * 3 + (i.message.startsWith("is unexpected") ? 0 : i.message.startsWith("is missing") ? 1 : 2)
+  const first = issues[0]
+  if (first === undefined) return "scenario: invalid"
+  const best = issues.reduce((a, b) => (rank(b) > rank(a) ? b : a), first)
   const message = best.message.replace(/^Expected (\w+), actual .*/s, (_, t: string) => `expected ${t === "NonNegative" ? "a non-negative number" : `a ${t.toLowerCase()}`}`)
   return `${pathOf(best.path) || "scenario"}: ${message}`
 }
 
 /** Validates a parsed scenario strictly: unknown keys, wrong types, Configs the API server would reject, dangling names. */
 export const validate = (input: unknown): Either.Either<ScenarioFile, InvalidScenario> =>
+  typeof input !== "object" || input === null || Array.isArray(input)
+    ? Either.left(new InvalidScenario({ message: "scenario: expected a mapping with at least `duration`" }))
+    : validateMapping(input)
+
+const validateMapping = (input: object): Either.Either<ScenarioFile, InvalidScenario> =>
   Schema.decodeUnknownEither(ScenarioFile, { ...strict, errors: "all" })(input).pipe(
     Either.mapLeft((error) => new InvalidScenario({ message: firstIssue(error) })),
     Either.flatMap((scenario) => {
@@ -146,7 +154,7 @@ export const validate = (input: unknown): Either.Either<ScenarioFile, InvalidSce
       const agentNames = new Set<string>()
       Arr.forEach(scenario.agents ?? [], (agent, i) => {
         agentNames.add(agent.name)
-        const checked = AgentConfig.agentConfig({ name: agent.name }, agent.spec)
+        const checked = AgentConfig.agentConfig({ name: agent.name }, agent.spec, { strict: true })
         if (Either.isLeft(checked)) problems.push(`agents[${i}].${checked.left.issues[0] ?? "spec: invalid"}`)
       })
       const taskIds = new Set((scenario.tasks ?? []).map((t) => t.taskIdentifier))
@@ -159,7 +167,7 @@ export const validate = (input: unknown): Either.Either<ScenarioFile, InvalidSce
           problems.push(`events[${i}].task.taskIdentifier: unknown task "${event.task.taskIdentifier}"`)
         }
         if ("agent" in event) {
-          const checked = AgentConfig.agentConfig({ name: event.agent.name }, event.agent.spec)
+          const checked = AgentConfig.agentConfig({ name: event.agent.name }, event.agent.spec, { strict: true })
           if (Either.isLeft(checked)) problems.push(`events[${i}].agent.${checked.left.issues[0] ?? "spec: invalid"}`)
           agentNames.add(event.agent.name)
         }
