@@ -33,8 +33,11 @@ const simulateCommand = (args: ReadonlyArray<string>) => {
     }
   }
   if (file === undefined) return fail(`simulate: missing scenario file\n${usage}`, 2)
+  // A simulation that never settles must not look like a success.
+  process.exitCode = 1
   Effect.runPromise(
     runSimulateCommand(file, output).pipe(
+      Effect.tap(() => Effect.sync(() => (process.exitCode = 0))),
       Effect.catchTag("InvalidScenario", (error) => Effect.sync(() => fail(error.message, 2)))
     )
   ).catch((error: unknown) => fail(`simulation failed: ${String(error)}`, 1))

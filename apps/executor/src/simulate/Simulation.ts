@@ -198,6 +198,8 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
       }),
       ...(yield* Ref.get(interventions))
     ]
+      // Jittered retries can fall between milliseconds; the output counts whole ones.
+      .map((line) => ({ ...line, t: Math.round(line.t) }))
       .filter((line) => line.t <= end)
       .sort((a, b) => a.t - b.t)
     const tasks = yield* controller.tasks
