@@ -1,6 +1,6 @@
 // Raw kafkajs helpers for the integration tests: topics, plain produce, independent readers.
 import { randomUUID } from "node:crypto"
-import { Chunk, Data, Deferred, Duration, Effect, Ref, Runtime } from "effect"
+import { Chunk, Data, Deferred, Duration, Effect, Ref, Runtime, Schedule } from "effect"
 import { Kafka, logLevel } from "kafkajs"
 
 export class TestKafkaError extends Data.TaggedError("TestKafkaError")<{ readonly message: string }> {}
@@ -13,7 +13,10 @@ export const client = (brokers: string) =>
 
 export const uniqueName = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
 
-/** Creates 1-partition topics and waits for their leaders. */
+/**
+ * Creates 1-partition topics and waits for their leaders. A broker that has just started may not
+ * host the new partitions yet ("does not host this topic-partition"): retried for a while.
+ */
 export const createTopics = (brokers: string, topics: ReadonlyArray<string>) =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -30,7 +33,7 @@ export const createTopics = (brokers: string, topics: ReadonlyArray<string>) =>
       )
       yield* call("fetchTopicMetadata", () => admin.fetchTopicMetadata({ topics: [...topics] }))
     })
-  )
+  ).pipe(Effect.retry(Schedule.spaced("1 second").pipe(Schedule.intersect(Schedule.recurs(15)))))
 
 /** The group's committed (next) offset of partition 0, or "-1" if none. */
 export const committedOffset = (brokers: string, groupId: string, topic: string) =>
