@@ -17,13 +17,6 @@ import { eventually, sleep } from "../support/wait.js"
 
 const infra = requireInfra("test/e2e/service.test.ts")
 
-/**
- * Product bugs found by this file (see test/e2e/README.md): their tests are expected to fail
- * (`it.fails`) until the fix lands, then vitest reports them and `.fails` must go. E2E_STRICT=1
- * runs them as ordinary tests (to check a fix).
- */
-const knownBug = (_id: "readiness-503" | "deep-frontmatter") =>
-  process.env["E2E_STRICT"] === "1" ? it : it.fails
 const agent = "svc-agent"
 const secret = "e2e-agents-secret"
 const jobTtl = 600
@@ -85,7 +78,7 @@ describe.skipIf(infra === undefined)("the run service end to end (real apiserver
     readinessSeen = seen
   }, 120_000)
 
-  knownBug("readiness-503")("/readiness answers 503 while the caches sync (the HTTP server is up before the executor is ready)", () => {
+  it("/readiness answers 503 while the caches sync (the HTTP server is up before the executor is ready)", () => {
     expect(readinessSeen.length).toBeGreaterThan(0)
     // while it waits for the caches the service answers, and says "not ready" (0 = connection refused)
     expect(new Set(readinessSeen)).toContain(503)
@@ -308,7 +301,7 @@ describe.skipIf(infra === undefined)("the run service end to end (real apiserver
     }
   }, 180_000)
 
-  knownBug("deep-frontmatter")("a task-shaped event with a 20 000 levels deep frontmatter for a configured agent does not stop the consumer: a later event still spawns", async () => {
+  it("a task-shaped event with a 20 000 levels deep frontmatter for a configured agent does not stop the consumer: a later event still spawns", async () => {
     const hostileTask = newTaskId()
     const hostileJson = JSON.stringify(taskEvent({ taskId: hostileTask, assignee: agent })).replace(
       '"clone_url":',

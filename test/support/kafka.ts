@@ -18,17 +18,28 @@ export const kafka = (brokers: string, clientId = "e2e") =>
     retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 3_000 }
   })
 
+/**
+ * Creates 1-partition topics and waits for their leaders. A broker that has just started may not
+ * host the new partitions yet ("does not host this topic-partition"): retried for a while.
+ */
 export const createTopics = async (brokers: string, topics: ReadonlyArray<string>) => {
-  const admin = kafka(brokers).admin()
-  await admin.connect()
-  try {
-    await admin.createTopics({
-      topics: topics.map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1 })),
-      waitForLeaders: true,
-      timeout: 15_000
-    })
-  } finally {
-    await admin.disconnect()
+  for (let attempt = 1; ; attempt++) {
+    const admin = kafka(brokers).admin()
+    try {
+      await admin.connect()
+      await admin.createTopics({
+        topics: topics.map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1 })),
+        waitForLeaders: true,
+        timeout: 15_000
+      })
+      await admin.fetchTopicMetadata({ topics: [...topics] })
+      return
+    } catch (error) {
+      if (attempt >= 15) throw error
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+    } finally {
+      await admin.disconnect().catch(() => undefined)
+    }
   }
 }
 

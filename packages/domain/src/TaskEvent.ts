@@ -32,6 +32,20 @@ const describe = (error: ParseResult.ParseError): string => {
   }
 }
 
+/** Deeper JSON than any real frontmatter; deeper input would exhaust the stack further on. */
+export const maxDepth = 64
+
+const tooDeep = (value: unknown): boolean => {
+  const stack: Array<readonly [unknown, number]> = [[value, 1]]
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() ?? [undefined, 0]
+    if (typeof node !== "object" || node === null) continue
+    if (depth > maxDepth) return true
+    for (const child of Object.values(node)) stack.push([child, depth + 1])
+  }
+  return false
+}
+
 /** Decodes a raw message value. Never throws: bad input becomes a skip reason. */
 export const decodeTaskEvent = (value: string | null | undefined): Either.Either<TaskEvent, EventSkip> => {
   if (value === null || value === undefined || value.trim() === "") return Either.left({ _tag: "Empty" })
@@ -41,6 +55,7 @@ export const decodeTaskEvent = (value: string | null | undefined): Either.Either
   } catch (error) {
     return Either.left({ _tag: "NotJson", message: String(error) })
   }
+  if (tooDeep(json)) return Either.left({ _tag: "NotATask", message: `nested deeper than ${maxDepth} levels` })
   return decodeTask(json).pipe(
     Either.mapLeft((error): EventSkip => ({ _tag: "NotATask", message: describe(error) })),
     Either.flatMap((task) =>

@@ -53,9 +53,23 @@ export const ConsumerLive = Layer.scopedDiscard(
         if (!handled.committed) yield* commit(message)
       })
 
+    /** A defect while handling one message (a bug, not bad luck) skips it: it never stops the consumer. */
+    const handleSafely = (message: ConsumedMessage) =>
+      handleMessage(message).pipe(
+        Effect.catchAllDefect((defect) =>
+          Effect.gen(function* () {
+            yield* skipped("Defect")
+            yield* Effect.logError("task event could not be handled; skipped").pipe(
+              Effect.annotateLogs({ event: "event_skipped", why: "Defect", offset: message.offset.offset, error: String(defect).slice(0, 300) })
+            )
+            yield* commit(message)
+          })
+        )
+      )
+
     yield* readiness.markReady
     yield* source.messages.pipe(
-      Stream.runForEach(handleMessage),
+      Stream.runForEach(handleSafely),
       Effect.tapError((error) => Effect.logWarning(`task event consumer failed; resubscribing: ${error.message}`)),
       Effect.retry(transientBackoff()),
       Effect.forkScoped

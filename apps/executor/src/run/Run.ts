@@ -52,17 +52,19 @@ export const layer = (config: RunConfig) => {
     Journal.layerLog
   ).pipe(Layer.provide(crd))
   const executor = Executor.layerExecutor.pipe(Layer.provideMerge(infra))
+  // The HTTP server needs only the executor's state, not its start-up: /healthz answers and
+  // /readiness says 503 while the caches sync and runs are recovered.
+  const serving = Healthcheck.layer.pipe(Layer.provideMerge(Executor.layerState), Layer.provideMerge(infra))
   // SIGTERM: before the layers close, verdicts being published get up to 10 s to finish.
   const drain = Layer.scopedDiscard(
     Effect.flatMap(Verdicts, (verdicts) => Effect.addFinalizer(() => verdicts.drain("10 seconds")))
   ).pipe(Layer.provide(executor))
-  const healthcheck = Healthcheck.layer.pipe(Layer.provideMerge(executor))
-  const cron = HealthcheckCronLive(config.healthcheckCron).pipe(Layer.provide(healthcheck))
+  const cron = HealthcheckCronLive(config.healthcheckCron).pipe(Layer.provide(serving))
   const http = router({ agentsAuthSecret: config.agentsAuthSecret }).pipe(
     HttpServer.serve(),
     HttpServer.withLogAddress,
     Layer.provide(NodeHttpServer.layer(createServer, { port: config.listen.port, host: config.listen.host })),
-    Layer.provide(healthcheck)
+    Layer.provide(serving)
   )
   const level = Option.getOrElse(LogLevelControl.parseLevel(config.logLevel), () => LogLevel.Info)
   return Layer.mergeAll(http, cron, drain, Layer.effectDiscard(initialiseMetrics(config))).pipe(
