@@ -58,20 +58,25 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
           new KafkaCallError({ operation, cause: `timed out after ${timeouts.operationTimeoutMs} ms` })
       })
 
+    /** A read-committed member of the executor's group; restarts are the Effect side's job. */
+    const groupMember = (role: "consumer" | "committer") =>
+      Effect.flatMap(makeKafka(config, role), (kafka) =>
+        Effect.try({
+          try: () =>
+            kafka.consumer({
+              groupId: config.groupId,
+              readUncommitted: false,
+              sessionTimeout: timeouts.sessionTimeoutMs,
+              heartbeatInterval: timeouts.heartbeatIntervalMs,
+              maxWaitTimeInMs: timeouts.maxWaitTimeMs,
+              retry: { ...retry, restartOnFailure: () => Promise.resolve(false) }
+            }),
+          catch: (cause) => new KafkaCallError({ operation: `create ${role}`, cause })
+        })
+      )
+
     const subscribe = Effect.gen(function* () {
-      const kafka = yield* makeKafka(config, "consumer")
-      const consumer = yield* Effect.try({
-        try: () =>
-          kafka.consumer({
-            groupId: config.groupId,
-            readUncommitted: false,
-            sessionTimeout: timeouts.sessionTimeoutMs,
-            heartbeatInterval: timeouts.heartbeatIntervalMs,
-            maxWaitTimeInMs: timeouts.maxWaitTimeMs,
-            retry: { ...retry, restartOnFailure: () => Promise.resolve(false) }
-          }),
-        catch: (cause) => new KafkaCallError({ operation: "create consumer", cause })
-      })
+      const consumer = yield* groupMember("consumer")
       const crashed = yield* Deferred.make<never, ConsumeError>()
       consumer.on(consumer.events.CRASH, (event) => {
         Deferred.unsafeDone(
@@ -141,19 +146,7 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
     const commitAsNewMember = (offset: ConsumedOffset, next: string) =>
       Effect.scoped(
         Effect.gen(function* () {
-          const kafka = yield* makeKafka(config, "committer")
-          const consumer = yield* Effect.try({
-            try: () =>
-              kafka.consumer({
-                groupId: config.groupId,
-                readUncommitted: false,
-                sessionTimeout: timeouts.sessionTimeoutMs,
-                heartbeatInterval: timeouts.heartbeatIntervalMs,
-                maxWaitTimeInMs: timeouts.maxWaitTimeMs,
-                retry: { ...retry, restartOnFailure: () => Promise.resolve(false) }
-              }),
-            catch: (cause) => new KafkaCallError({ operation: "create committer", cause })
-          })
+          const consumer = yield* groupMember("committer")
           yield* Effect.addFinalizer(() =>
             cleanup("committer disconnect", () => consumer.disconnect(), timeouts.cleanupTimeoutMs)
           )
