@@ -40,16 +40,6 @@ const skip = (result: EventResult, unknownPhase = false): Preflight => ({ _tag: 
 const allowed = (configured: ReadonlyArray<string>, defaults: ReadonlyArray<string>) =>
   configured.length > 0 ? configured : defaults
 
-/** A terminal status or phase ends any deferred respawn of the task. */
-export const isTerminal = (event: TaskEvent): boolean => {
-  const fm = event.frontmatter
-  const phase = Frontmatter.phase(fm)
-  return (
-    Frontmatter.terminalStatuses.includes(Frontmatter.status(fm)) ||
-    (Option.isSome(phase) && Frontmatter.terminalPhases.includes(phase.value))
-  )
-}
-
 /**
  * The gates that need no cluster state, in the order of decisions D4.9: status, phase, stage,
  * assignee, Config lookup, task type, trigger cap. The allow-lists come from the assignee's Config

@@ -1,5 +1,5 @@
 import { Clock, Context, Duration, Effect, FiberMap, FiberSet, Layer, Metric, Option } from "effect"
-import { Classifier, Doctrine, type Kube, Time, type ZombieReason } from "@executor/domain"
+import { Classifier, Doctrine, Time, type ZombieReason } from "@executor/domain"
 import { AgentRegistry } from "./AgentRegistry.js"
 import { type ClusterError, ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
@@ -231,5 +231,3 @@ const make = Effect.gen(function* () {
 export class Verdicts extends Context.Tag("executor/Verdicts")<Verdicts, VerdictsShape>() {
   static readonly layer = Layer.scoped(Verdicts, make)
 }
-
-export const isMarked = (job: Kube.Job, annotation: string): boolean => job.metadata.annotations?.[annotation] !== undefined

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Either } from "effect"
 import { parse as parseYaml } from "yaml"
 import { jsonl, table } from "./Output.js"
 import { InvalidScenario, validate } from "./Scenario.js"
@@ -27,5 +27,3 @@ export const runSimulateCommand = (path: string, format: OutputFormat) =>
     const lines = yield* simulate(scenario)
     process.stdout.write(format === "jsonl" ? jsonl(lines) : table(lines, scenario.name))
   })
-
-export const isInvalidScenario = Schema.is(InvalidScenario)
