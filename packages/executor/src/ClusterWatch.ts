@@ -1,5 +1,6 @@
 import { Context, type Effect, type Option, type Stream } from "effect"
 import type { Kube } from "@executor/domain"
+import type { ClusterError } from "./ClusterOps.js"
 
 /**
  * One change seen by an informer. A subscription first replays the whole cache as `Upsert`s, then
@@ -25,6 +26,11 @@ export interface ClusterWatchShape {
   /** Completes once the Job, Pod and Config caches hold their initial lists. */
   readonly synced: Effect.Effect<void>
   readonly job: (name: string) => Effect.Effect<Option.Option<Kube.Job>>
+  /**
+   * The Job as the API server has it now, bypassing the cache: a cache that lags (a watch that is
+   * reconnecting, a slow event) may not hold a Job yet, so its absence alone proves nothing.
+   */
+  readonly readJob: (name: string) => Effect.Effect<Option.Option<Kube.Job>, ClusterError>
   /** Every Job carrying the task-id label. */
   readonly jobs: Effect.Effect<ReadonlyArray<Kube.Job>>
   readonly podsOfJob: (jobName: string) => Effect.Effect<ReadonlyArray<Kube.Pod>>

@@ -1,4 +1,4 @@
-import { Clock, Context, Duration, Effect, FiberMap, FiberSet, Layer, Metric, Option } from "effect"
+import { Clock, Context, Duration, Effect, Either, FiberMap, FiberSet, Layer, Metric, Option } from "effect"
 import { Classifier, Doctrine, Time, type ZombieReason } from "@executor/domain"
 import { AgentRegistry } from "./AgentRegistry.js"
 import { type ClusterError, ClusterOps } from "./ClusterOps.js"
@@ -173,12 +173,26 @@ const make = Effect.gen(function* () {
       yield* FiberMap.remove(rechecks, run.jobName)
     })
 
+  /**
+   * The cache's Job or, when the cache holds none, the API server's: a cache that lags behind (a
+   * watch reconnecting, a slow event) must not make a live run look deleted.
+   */
+  const currentJob = (jobName: string) =>
+    Effect.flatMap(watch.job(jobName), (cached) => (Option.isSome(cached) ? Effect.succeed(cached) : watch.readJob(jobName)))
+
   const evaluate = (jobName: string, source: VerdictSource): Effect.Effect<void> =>
     Effect.gen(function* () {
       const tracked = yield* tracker.get(jobName)
       if (Option.isNone(tracked) || tracked.value.settling) return
       const run = tracked.value
-      const job = yield* watch.job(jobName)
+      const read = yield* Effect.either(currentJob(jobName))
+      if (Either.isLeft(read)) {
+        // Unknown is not gone: no verdict now; the next event or sweep looks again.
+        return yield* Effect.logWarning("could not read a Job missing from the cache; judging it later").pipe(
+          Effect.annotateLogs({ event: "job_read_failed", job: jobName, error: read.left.message })
+        )
+      }
+      const job = read.right
       const pods = yield* watch.podsOfJob(jobName)
       const graces = yield* registry.graces(run.assignee, run.timeoutSeconds)
       const interval = yield* registry.sweeperIntervalSeconds

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { sweepOnce, type VerdictSource, Verdicts } from "@executor/executor"
-import { PodBehaviour } from "@executor/testkit"
+import { Effect, Ref, Stream } from "effect"
+import { type ClusterWatchShape, RunTracker, sweepOnce, type VerdictSource, Verdicts } from "@executor/executor"
+import { PodBehaviour, type World } from "@executor/testkit"
 import {
   at,
   crashedStatus,
@@ -13,6 +13,7 @@ import {
   published,
   runningStatus,
   start,
+  startWithWatch,
   verdictRows
 } from "./fixtures.js"
 
@@ -116,5 +117,72 @@ describe("detectors racing on one job", () => {
       yield* at(1200)
       expect(yield* verdictRows(world)).toHaveLength(1)
       expect(yield* failurePairs(world)).toHaveLength(1)
+    }))
+})
+
+/**
+ * A Job cache that has not seen any Job yet (its watch is reconnecting or behind), while pods and
+ * the API server are current: the executor must not take the cache's silence for a deletion.
+ */
+const laggingJobCache = (world: World.World, lagging: Ref.Ref<boolean>): ClusterWatchShape => ({
+  ...world.cluster.watch,
+  jobEvents: world.cluster.watch.jobEvents.pipe(Stream.filterEffect(() => Effect.map(Ref.get(lagging), (l) => !l))),
+  job: (name) => Effect.flatMap(Ref.get(lagging), (l) => (l ? Effect.succeedNone : world.cluster.watch.job(name))),
+  jobs: Effect.flatMap(Ref.get(lagging), (l) => (l ? Effect.succeed([]) : world.cluster.watch.jobs))
+})
+
+/** An executor over a lagging Job cache that has just spawned a run of `taskId`. */
+const spawnBehindLaggingCache = (behaviour: PodBehaviour.PodBehaviour) =>
+  Effect.gen(function* () {
+    const world = yield* makeWorld(PodBehaviour.always(behaviour))
+    const lagging = yield* Ref.make(true)
+    const executor = yield* startWithWatch(world, laggingJobCache(world, lagging))
+    const handled = yield* executor.spawn(taskId)
+    expect(handled.result).toBe("spawned")
+    return { world, lagging, executor }
+  })
+
+describe("a Job cache behind the API server", () => {
+  it.scoped("a live run whose Job the cache has not seen is not judged executor_watch_lost; it completes", () =>
+    Effect.gen(function* () {
+      const { executor, lagging, world } = yield* spawnBehindLaggingCache(PodBehaviour.succeed("5 minutes"))
+      // pod events (created, started) and four sweeps judge the run while the cache lags
+      yield* at(240)
+      expect(yield* executor.verdictRows).toEqual([])
+      yield* Ref.set(lagging, false)
+      yield* at(400)
+      expect(yield* executor.verdictRows).toEqual([])
+      expect(yield* failurePairs(world)).toEqual([])
+      // the run settled as a success: the finalizer is gone, nothing is tracked
+      const job = yield* jobByName(world, yield* jobOf(world, taskId))
+      expect(job?.status?.succeeded).toBe(1)
+      expect(job?.metadata.finalizers ?? []).toEqual([])
+      expect(yield* executor.use(Effect.flatMap(RunTracker, (t) => t.all))).toEqual([])
+    }))
+
+  it.scoped("a Job really deleted while the cache lags is judged executor_watch_lost once, from the API server's answer", () =>
+    Effect.gen(function* () {
+      const { executor, world } = yield* spawnBehindLaggingCache(PodBehaviour.hang)
+      yield* at(30)
+      const name = yield* jobOf(world, taskId)
+      yield* world.cluster.clearJobFinalizers(name)
+      yield* world.cluster.deleteJob(name)
+      yield* at(120)
+      expect((yield* executor.verdictRows).map((v) => [v[0], v[3]])).toEqual([["executor_watch_lost", name]])
+      expect((yield* failurePairs(world)).map((p) => [p.job, p.reason])).toEqual([[name, "executor_watch_lost"]])
+    }))
+
+  it.scoped("while the API server cannot answer either, a Job missing from the cache gets no verdict", () =>
+    Effect.gen(function* () {
+      const { executor, lagging, world } = yield* spawnBehindLaggingCache(PodBehaviour.hang)
+      yield* at(30)
+      yield* world.cluster.setApiDown(true)
+      yield* at(300)
+      expect(yield* executor.verdictRows).toEqual([])
+      yield* world.cluster.setApiDown(false)
+      yield* Ref.set(lagging, false)
+      yield* at(600)
+      expect(yield* executor.verdictRows).toEqual([])
+      expect(yield* failurePairs(world)).toEqual([])
     }))
 })

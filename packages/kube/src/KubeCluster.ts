@@ -13,7 +13,7 @@ import {
   type JobEvent,
   NotFound
 } from "@executor/executor"
-import { Clock, Context, Duration, Effect, Either, Layer, Schedule, type Scope, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Either, Layer, Option, Schedule, type Scope, Schema } from "effect"
 import * as Api from "./Api.js"
 import * as Informer from "./Informer.js"
 import { KubeConnection } from "./KubeConfig.js"
@@ -125,23 +125,6 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
       decode: decodeConfigObject
     })
 
-    const watch: ClusterWatchShape = {
-      jobEvents: jobs.events,
-      podEvents: pods.events,
-      configEvents: configs.events,
-      synced: Effect.all([jobs.synced, pods.synced, configs.synced], { concurrency: "unbounded", discard: true }),
-      job: jobs.get,
-      jobs: Effect.map(jobs.list, (all) =>
-        all.filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined).sort(byCreation)),
-      podsOfJob: (jobName) =>
-        Effect.map(pods.list, (all) =>
-          all.filter((pod) =>
-            pod.metadata.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false
-          ))
-    }
-
-    // --- writes ----------------------------------------------------------------------------
-
     const call = <A>(
       operation: string,
       target: string,
@@ -152,6 +135,42 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
 
     const readJob = (name: string) =>
       call("readJob", name, (o) => batch.readNamespacedJob({ name, namespace: ns }, o))
+
+    const decodeJob = (name: string, job: k8s.V1Job): Effect.Effect<Kube.Job, ClusterError> =>
+      Either.match(Either.flatMap(Either.try(() => Wire.toWire(job, "V1Job")), Kube.decodeJob), {
+        onLeft: () =>
+          Effect.fail(new ClusterError({ operation: "readJob", target: name, transient: false, message: "the Job does not decode" })),
+        onRight: Effect.succeed
+      })
+
+    const readJobLive = (name: string): Effect.Effect<Option.Option<Kube.Job>, ClusterError> =>
+      readJob(name).pipe(
+        Effect.map(Option.some),
+        Effect.catchIf(Api.isNotFound, () => Effect.succeed(Option.none<k8s.V1Job>())),
+        Effect.mapError(Api.toClusterError),
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.succeedNone,
+          onSome: (job) => Effect.asSome(decodeJob(name, job))
+        }))
+      )
+
+    const watch: ClusterWatchShape = {
+      jobEvents: jobs.events,
+      podEvents: pods.events,
+      configEvents: configs.events,
+      synced: Effect.all([jobs.synced, pods.synced, configs.synced], { concurrency: "unbounded", discard: true }),
+      job: jobs.get,
+      readJob: readJobLive,
+      jobs: Effect.map(jobs.list, (all) =>
+        all.filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined).sort(byCreation)),
+      podsOfJob: (jobName) =>
+        Effect.map(pods.list, (all) =>
+          all.filter((pod) =>
+            pod.metadata.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false
+          ))
+    }
+
+    // --- writes ----------------------------------------------------------------------------
 
     /**
      * Read, change the finalizer list, write it back with a merge patch that carries the read

@@ -207,6 +207,10 @@ if (kubeconfig === "") {
         expect(job.spec?.activeDeadlineSeconds).toBe(600)
         expect(job.metadata.creationTimestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)
         expect((yield* watch.jobs).map((j) => j.metadata.name)).toContain(name)
+        // The live read (past the cache) decodes the same Job.
+        const live = Option.getOrThrow(yield* watch.readJob(name))
+        expect(live.metadata.uid).toBe(job.metadata.uid)
+        expect(live.metadata.labels?.[names.taskIdLabel]).toBe("task-create")
         // The manifest went through client-node's model classes: nothing was dropped on the way.
         const stored = yield* op.readJob(name, ns)
         expect(stored.spec).toMatchObject({ backoffLimit: 0, completionMode: "NonIndexed", podReplacementPolicy: "TerminatingOrFailed", ttlSecondsAfterFinished: 600 })
@@ -289,6 +293,7 @@ if (kubeconfig === "") {
         const deleted = yield* timed("finalizer removed -> Delete", jobs.next(named(name)))
         expect(deleted._tag).toBe("Delete")
         expect(yield* watch.job(name)).toEqual(Option.none())
+        expect(yield* watch.readJob(name)).toEqual(Option.none())
         expect(yield* Effect.flip(ops.deleteJob(name))).toMatchObject({ _tag: "NotFound", kind: "Job", name })
       }))
 

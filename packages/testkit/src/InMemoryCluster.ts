@@ -904,6 +904,9 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         })
       )
 
+    const outage = (operation: string, target: string) =>
+      new ClusterError({ operation, target, transient: true, message: "simulated API outage: the API server is unavailable" })
+
     const takeInjection = (operation: WriteOperation): Injection | undefined => {
       const queue = injections.get(operation)
       const head = queue?.[0]
@@ -926,12 +929,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         return Effect.gen(function*() {
           if (before !== undefined) yield* before(attempt)
           if (apiDown) {
-            return yield* new ClusterError({
-              operation,
-              target,
-              transient: true,
-              message: "simulated API outage: the API server is unavailable"
-            })
+            return yield* outage(operation, target)
           }
           const injected = takeInjection(operation)
           if (injected !== undefined) {
@@ -986,6 +984,12 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       configEvents: watchStream(configSubscribers, allConfigs),
       synced: Effect.void,
       job: (name) => Effect.sync(() => Option.fromNullable(jobs.get(name)?.job)),
+      readJob: (name) =>
+        Effect.suspend(() =>
+          apiDown
+            ? Effect.fail(outage("readJob", name))
+            : Effect.succeed(Option.fromNullable(jobs.get(name)?.job))
+        ),
       jobs: Effect.sync(() => allJobs().filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined)),
       podsOfJob: (jobName) =>
         Effect.sync(() =>
