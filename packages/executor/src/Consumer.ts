@@ -1,4 +1,4 @@
-import { Effect, Either, Layer, Metric, Option, Stream } from "effect"
+import { Effect, Either, Layer, Metric, Option, Schedule, Stream } from "effect"
 import { TaskEvent } from "@executor/domain"
 import { Dispatcher } from "./Dispatcher.js"
 import * as Metrics from "./Metrics.js"
@@ -13,6 +13,13 @@ const skipped = (why: string) => Metric.increment(Metric.tagged(Metrics.skippedE
  * inside the spawn (or failure) transaction, or alone for a skip. A transient failure holds the
  * partition and handles the same event again after a back-off; nothing is dropped.
  */
+/**
+ * After a broker outage consuming should resume within seconds of the broker's return: the back-off
+ * stays short and starts over once a minute has passed, so a failure after days of service does not
+ * inherit the delays of an old outage.
+ */
+const resubscribe = transientBackoff("10 seconds").pipe(Schedule.resetAfter("1 minute"))
+
 export const ConsumerLive = Layer.scopedDiscard(
   Effect.gen(function* () {
     const source = yield* TaskEventSource
@@ -71,7 +78,7 @@ export const ConsumerLive = Layer.scopedDiscard(
     yield* source.messages.pipe(
       Stream.runForEach(handleSafely),
       Effect.tapError((error) => Effect.logWarning(`task event consumer failed; resubscribing: ${error.message}`)),
-      Effect.retry(transientBackoff()),
+      Effect.retry(resubscribe),
       Effect.forkScoped
     )
   }).pipe(Effect.annotateLogs({ service: "Consumer" }))

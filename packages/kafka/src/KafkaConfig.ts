@@ -43,11 +43,19 @@ export interface KafkaTimeouts {
   readonly transactionTimeoutMs: number
   /** Upper bound of one whole publish (connect, transaction, commit), on top of kafkajs's own retries. */
   readonly publishTimeoutMs: number
-  /** Upper bound of connect + subscribe + join of the consumer, and of an offset commit. */
+  /**
+   * Upper bound of connect + subscribe of the consumer, and of an offset commit. Joining the group
+   * has its own bound, `joinTimeoutMs`.
+   */
   readonly operationTimeoutMs: number
   /** Upper bound of a clean-up step (abort, disconnect); a clean-up never blocks longer. */
   readonly cleanupTimeoutMs: number
   readonly sessionTimeoutMs: number
+  /**
+   * How long the group waits for its members to rejoin in a rebalance (kafkajs `rebalanceTimeout`);
+   * a member that died without leaving (a crash in a broker outage) holds a rebalance this long.
+   */
+  readonly rebalanceTimeoutMs: number
   readonly heartbeatIntervalMs: number
   /** How long a fetch waits for new messages (also bounds how long a consumer takes to stop). */
   readonly maxWaitTimeMs: number
@@ -64,6 +72,7 @@ export const defaultTimeouts: KafkaTimeouts = {
   operationTimeoutMs: 30_000,
   cleanupTimeoutMs: 5_000,
   sessionTimeoutMs: 30_000,
+  rebalanceTimeoutMs: 30_000,
   heartbeatIntervalMs: 3_000,
   maxWaitTimeMs: 1_000
 }

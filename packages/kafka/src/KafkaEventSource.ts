@@ -51,12 +51,16 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
 
     const toConsumeError = (error: KafkaCallError | KafkaConfigError) => new ConsumeError({ message: error.message })
 
-    const withDeadline = <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>) =>
+    const withDeadline = <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>, ms = timeouts.operationTimeoutMs) =>
       Effect.timeoutFail(effect, {
-        duration: Duration.millis(timeouts.operationTimeoutMs),
-        onTimeout: () =>
-          new KafkaCallError({ operation, cause: `timed out after ${timeouts.operationTimeoutMs} ms` })
+        duration: Duration.millis(ms),
+        onTimeout: () => new KafkaCallError({ operation, cause: `timed out after ${ms} ms` })
       })
+
+    // A join waits for the members that died without leaving (a crash in a broker outage) until the
+    // group expels them: after their session, at most the rebalance timeout. A tighter bound gives up
+    // on a join about to succeed and leaves one more dead member for the next attempt to wait for.
+    const joinTimeoutMs = Math.max(timeouts.sessionTimeoutMs, timeouts.rebalanceTimeoutMs) + timeouts.requestTimeoutMs
 
     /** A read-committed member of the executor's group; restarts are the Effect side's job. */
     const groupMember = (role: "consumer" | "committer") =>
@@ -67,6 +71,7 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
               groupId: config.groupId,
               readUncommitted: false,
               sessionTimeout: timeouts.sessionTimeoutMs,
+              rebalanceTimeout: timeouts.rebalanceTimeoutMs,
               heartbeatInterval: timeouts.heartbeatIntervalMs,
               maxWaitTimeInMs: timeouts.maxWaitTimeMs,
               retry: { ...retry, restartOnFailure: () => Promise.resolve(false) }
@@ -126,14 +131,16 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
 
       yield* withDeadline(
         "subscribe",
-        Effect.gen(function* () {
-          yield* attempt("consumer connect", () => consumer.connect())
-          yield* attempt("subscribe", () => consumer.subscribe({ topic, fromBeginning: true }))
-          // resolves once the consumer has joined the group (or crashed trying: see `crashed`)
-          yield* attempt("consumer run", () =>
-            consumer.run({ autoCommit: false, partitionsConsumedConcurrently: 1, eachMessage })
-          )
-        })
+        Effect.zipRight(
+          attempt("consumer connect", () => consumer.connect()),
+          attempt("subscribe", () => consumer.subscribe({ topic, fromBeginning: true }))
+        )
+      )
+      // resolves once the consumer has joined the group (or crashed trying: see `crashed`)
+      yield* withDeadline(
+        "join",
+        attempt("consumer run", () => consumer.run({ autoCommit: false, partitionsConsumedConcurrently: 1, eachMessage })),
+        joinTimeoutMs
       )
       yield* Ref.set(live, Option.some({ consumer, crashed }))
       yield* Effect.logDebug(`subscribed to ${topic} as group ${config.groupId}`)
