@@ -1,7 +1,7 @@
-import { Duration, Effect, Logger, LogLevel, Option, Random, Ref, Stream, TestClock, TestContext } from "effect"
+import { Clock, Duration, Effect, Logger, LogLevel, Option, Random, Ref, Stream } from "effect"
 import { Commands, Kube } from "@executor/domain"
 import { parseCron, type VerdictSource } from "@executor/executor"
-import { AgentModel, ControllerModel, type InMemoryCluster, World } from "@executor/testkit"
+import { AgentModel, ControllerModel, type InMemoryCluster, VirtualTime, World } from "@executor/testkit"
 import { behaviourPlan, type ScenarioFile, toMillis } from "./Scenario.js"
 
 /** One line of the JSON Lines output (simulation.md, "Output"). */
@@ -51,11 +51,21 @@ const noticeLine = (notice: InMemoryCluster.ClusterNotice): Line =>
 
 /**
  * Runs a scenario: the real executor layers over the in-memory cluster and broker, the controller
- * and agent models, and the scenario's interventions, for `duration` of TestClock time.
+ * and agent models, and the scenario's interventions, for `duration` of virtual time.
  */
 export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Line>> =>
+  VirtualTime.run(epochMillis, (time) => simulation(scenario, time)).pipe(
+    Effect.orDie,
+    // spans have no reader here; their bookkeeping is a tenth of a big simulation's time
+    Effect.withTracerEnabled(false),
+    Effect.withRandom(Random.make(scenario.settings?.seed ?? 1)),
+    Logger.withMinimumLogLevel(LogLevel.Warning),
+    // stdout carries the output alone; logs go to stderr
+    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
+  )
+
+const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effect.Effect<ReadonlyArray<Line>> =>
   Effect.gen(function* () {
-    yield* TestClock.setTime(epochMillis)
     const settings = scenario.settings ?? {}
     const world = yield* World.make({
       podBehaviour: behaviourPlan(scenario),
@@ -76,7 +86,7 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
     })
     const interventions = yield* Ref.make<ReadonlyArray<Line>>([])
     const note = (what: string, detail: string) =>
-      Effect.flatMap(TestClock.currentTimeMillis, (now) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Ref.update(interventions, (all): ReadonlyArray<Line> => [...all, { t: now - epochMillis, kind: "intervention", what, detail }])
       )
 
@@ -101,7 +111,7 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
           const done = Kube.jobSucceeded(job) ? Option.some("Complete" as const) : Option.as(Kube.jobFailedCondition(job), "Failed" as const)
           if (Option.isNone(done) || finished.has(job.metadata.name)) return
           finished.add(job.metadata.name)
-          const now = yield* TestClock.currentTimeMillis
+          const now = yield* Clock.currentTimeMillis
           const line: Line = {
             t: now - epochMillis,
             kind: "job.finished",
@@ -125,7 +135,7 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
     yield* Effect.forkScoped(
       Effect.forEach(scenario.events ?? [], (event) =>
         Effect.gen(function* () {
-          const now = (yield* TestClock.currentTimeMillis) - epochMillis
+          const now = (yield* Clock.currentTimeMillis) - epochMillis
           const at = toMillis(event.at)
           if (at > now) yield* Effect.sleep(Duration.millis(at - now))
           if ("restartExecutor" in event) {
@@ -162,7 +172,7 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
       )
     )
 
-    yield* TestClock.adjust(Duration.millis(toMillis(scenario.duration)))
+    yield* time.settleAt(epochMillis + toMillis(scenario.duration))
 
     const end = toMillis(scenario.duration)
     const journal = yield* world.journal
@@ -205,11 +215,4 @@ export const simulate = (scenario: ScenarioFile): Effect.Effect<ReadonlyArray<Li
     const tasks = yield* controller.tasks
     const final: Line = { t: end, kind: "final", tasks: Object.fromEntries(tasks) }
     return [...lines, final]
-  }).pipe(
-    Effect.scoped,
-    Effect.withRandom(Random.make(scenario.settings?.seed ?? 1)),
-    Effect.provide(TestContext.TestContext),
-    Logger.withMinimumLogLevel(LogLevel.Warning),
-    // stdout carries the output alone; logs go to stderr
-    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
-  )
+  }).pipe(Effect.scoped)
