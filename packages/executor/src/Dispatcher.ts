@@ -1,4 +1,4 @@
-import { Clock, Context, Duration, Effect, FiberMap, FiberSet, Layer, Metric, Option, Ref, Schema } from "effect"
+import { Clock, Context, Duration, Effect, FiberMap, FiberSet, HashMap, Layer, Metric, Option, Ref, Schema } from "effect"
 import {
   type AgentConfig,
   Doctrine,
@@ -44,6 +44,12 @@ export interface DispatcherShape {
 
 export const concurrencyRetrySeconds = 60
 
+/** A respawn waiting for its time, with the newest event of its task. */
+interface Deferral {
+  readonly at: Time.Millis
+  readonly event: TaskEvent.TaskEvent
+}
+
 const count = (result: Gates.EventResult) => Metric.increment(Metric.tagged(Metrics.taskEvents, "result", result))
 
 const make = Effect.gen(function* () {
@@ -57,8 +63,9 @@ const make = Effect.gen(function* () {
   const journal = yield* Journal
   const settings = yield* ExecutorSettings
   const { names } = settings
-  const latest = yield* Ref.make<ReadonlyMap<string, TaskEvent.TaskEvent>>(new Map())
-  const deferredAt = yield* Ref.make<ReadonlyMap<string, Time.Millis>>(new Map())
+  // Pending deferrals with the newest event of their task: a newer event cancels the deferral, so
+  // nothing is kept for a task once it no longer waits.
+  const deferrals = yield* Ref.make(HashMap.empty<string, Deferral>())
   const timers = yield* FiberMap.make<string>()
   const work = yield* FiberSet.make()
   // One spawn decision at a time: the active-run and concurrency checks and the create are atomic
@@ -74,19 +81,11 @@ const make = Effect.gen(function* () {
       )
     )
 
-  const setDeferred = (taskId: string, at: Option.Option<Time.Millis>) =>
-    Effect.flatMap(
-      Ref.updateAndGet(deferredAt, (m) => {
-        const next = new Map(m)
-        if (Option.isSome(at)) next.set(taskId, at.value)
-        else next.delete(taskId)
-        return next
-      }),
-      (m) => Metric.set(Metrics.deferredRespawns, m.size)
-    )
+  const updateDeferrals = (f: (m: HashMap.HashMap<string, Deferral>) => HashMap.HashMap<string, Deferral>) =>
+    Effect.flatMap(Ref.updateAndGet(deferrals, f), (m) => Metric.set(Metrics.deferredRespawns, HashMap.size(m)))
 
   const cancelDeferred = (taskId: string) =>
-    Effect.zipRight(FiberMap.remove(timers, taskId), setDeferred(taskId, Option.none()))
+    Effect.zipRight(FiberMap.remove(timers, taskId), updateDeferrals(HashMap.remove(taskId)))
 
   /** Jobs of the task that still run: tracked runs first (the cache may lag), then the cache. */
   const activeJobsOf = (filter: (job: Kube.Job) => boolean, trackedNames: ReadonlyArray<string>) =>
@@ -176,7 +175,7 @@ const make = Effect.gen(function* () {
               elapsed: `${Math.floor((now - (grace.value.retryAfter - Time.seconds(Gates.respawnGraceSeconds))) / 1000)}s`
             })
           )
-          yield* defer(taskId, grace.value.retryAfter)
+          yield* defer(event, grace.value.retryAfter)
           return yield* skip("respawn_grace_window")
         }
         const cap = config.spec.maxConcurrentJobs
@@ -188,7 +187,7 @@ const make = Effect.gen(function* () {
             yield* Effect.logInfo("spawn deferred: concurrency cap").pipe(
               Effect.annotateLogs({ event: "concurrency_cap", ...logFields, retry_after: Time.formatIso(retryAfter) })
             )
-            yield* defer(taskId, retryAfter)
+            yield* defer(event, retryAfter)
             return yield* skip("deferred_concurrency_cap")
           }
           yield* Effect.logDebug("spawn admitted").pipe(Effect.annotateLogs({ event: "concurrency_admit", ...logFields }))
@@ -291,19 +290,21 @@ const make = Effect.gen(function* () {
   /** A deferred respawn re-runs every gate against the newest event of its task (D4.9, REF §8.12). */
   const reevaluate = (taskId: string) =>
     Effect.gen(function* () {
-      yield* setDeferred(taskId, Option.none())
-      const event = (yield* Ref.get(latest)).get(taskId)
-      if (event === undefined) return
+      const pending = HashMap.get(yield* Ref.get(deferrals), taskId)
+      yield* updateDeferrals(HashMap.remove(taskId))
+      if (Option.isNone(pending)) return
+      const { event } = pending.value
       yield* evaluate(event, Option.none(), true).pipe(
         Effect.tapError((error) => Effect.logWarning(`deferred respawn failed, retrying: ${error.message}`)),
         Effect.retry(transientBackoff())
       )
     })
 
-  const defer = (taskId: string, at: Time.Millis) =>
+  const defer = (event: TaskEvent.TaskEvent, at: Time.Millis) =>
     Effect.gen(function* () {
+      const taskId = event.taskIdentifier
       const now = yield* Clock.currentTimeMillis
-      yield* setDeferred(taskId, Option.some(at))
+      yield* updateDeferrals(HashMap.set(taskId, { at, event }))
       yield* FiberMap.run(
         timers,
         taskId,
@@ -313,13 +314,17 @@ const make = Effect.gen(function* () {
 
   const handle = (event: TaskEvent.TaskEvent, consumed: Option.Option<ConsumedOffset>) =>
     Effect.gen(function* () {
-      yield* Ref.update(latest, (m) => new Map(m).set(event.taskIdentifier, event))
       // A newer event supersedes a pending deferral: if it needs one, its own evaluation defers again.
       yield* cancelDeferred(event.taskIdentifier)
       return yield* evaluate(event, consumed, false)
-    }).pipe(Effect.withSpan("Dispatcher.handle"))
+    }).pipe(Effect.withSpan("Dispatcher.handle", { captureStackTrace: false }))
 
-  return { handle, deferred: Ref.get(deferredAt) } satisfies DispatcherShape
+  const deferred = Effect.map(
+    Ref.get(deferrals),
+    (m): ReadonlyMap<string, Time.Millis> => new Map(Array.from(m, ([taskId, { at }]) => [taskId, at]))
+  )
+
+  return { handle, deferred } satisfies DispatcherShape
 })
 
 export class Dispatcher extends Context.Tag("executor/Dispatcher")<Dispatcher, DispatcherShape>() {

@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Metric, Option, Ref } from "effect"
+import { Context, Effect, HashMap, Layer, Metric, Option, Ref } from "effect"
 import type { Classifier, Time } from "@executor/domain"
 import * as Metrics from "./Metrics.js"
 
@@ -37,45 +37,36 @@ export interface RunTrackerShape {
 }
 
 const make = Effect.gen(function* () {
-  const runs = yield* Ref.make<ReadonlyMap<string, TrackedRun>>(new Map())
-  const update = (f: (current: Map<string, TrackedRun>) => void) =>
-    Effect.flatMap(
-      Ref.updateAndGet(runs, (current) => {
-        const next = new Map(current)
-        f(next)
-        return next
-      }),
-      (next) => Metric.set(Metrics.trackedRuns, next.size)
-    )
+  // A persistent map: an update shares structure instead of copying every run in flight.
+  const runs = yield* Ref.make(HashMap.empty<string, TrackedRun>())
+  const update = (f: (current: HashMap.HashMap<string, TrackedRun>) => HashMap.HashMap<string, TrackedRun>) =>
+    Effect.flatMap(Ref.updateAndGet(runs, f), (next) => Metric.set(Metrics.trackedRuns, HashMap.size(next)))
+  const modifyRun = (jobName: string, f: (run: TrackedRun) => TrackedRun) =>
+    Ref.update(runs, (m) => Option.match(HashMap.get(m, jobName), { onNone: () => m, onSome: (run) => HashMap.set(m, jobName, f(run)) }))
   const shape: RunTrackerShape = {
-    track: (run) => update((m) => m.set(run.jobName, { ...run, firstSeen: new Map(), settling: false })),
-    get: (jobName) => Effect.map(Ref.get(runs), (m) => Option.fromNullable(m.get(jobName))),
-    all: Effect.map(Ref.get(runs), (m) => [...m.values()]),
+    track: (run) => {
+      const tracked: TrackedRun = { ...run, firstSeen: new Map(), settling: false }
+      return update(HashMap.set(run.jobName, tracked))
+    },
+    get: (jobName) => Effect.map(Ref.get(runs), HashMap.get(jobName)),
+    all: Effect.map(Ref.get(runs), (m) => [...HashMap.values(m)]),
     forTask: (taskId) =>
-      Effect.map(Ref.get(runs), (m) =>
-        Option.fromNullable(
-          [...m.values()]
-            .filter((run) => run.taskId === taskId)
-            .reduce<TrackedRun | undefined>((newest, run) => (newest === undefined || run.startedAt >= newest.startedAt ? run : newest), undefined)
-        )
-      ),
-    markSpawnPublished: (jobName) =>
-      Ref.update(runs, (m) => {
-        const run = m.get(jobName)
-        return run === undefined ? m : new Map(m).set(jobName, { ...run, spawnPublished: true })
+      Effect.map(Ref.get(runs), (m) => {
+        let newest: TrackedRun | undefined
+        for (const run of HashMap.values(m)) {
+          if (run.taskId === taskId && (newest === undefined || run.startedAt >= newest.startedAt)) newest = run
+        }
+        return Option.fromNullable(newest)
       }),
-    observe: (jobName, firstSeen) =>
-      Ref.update(runs, (m) => {
-        const run = m.get(jobName)
-        return run === undefined ? m : new Map(m).set(jobName, { ...run, firstSeen })
-      }),
+    markSpawnPublished: (jobName) => modifyRun(jobName, (run) => ({ ...run, spawnPublished: true })),
+    observe: (jobName, firstSeen) => modifyRun(jobName, (run) => ({ ...run, firstSeen })),
     beginSettling: (jobName) =>
-      Ref.modify(runs, (m): [boolean, ReadonlyMap<string, TrackedRun>] => {
-        const run = m.get(jobName)
+      Ref.modify(runs, (m): [boolean, HashMap.HashMap<string, TrackedRun>] => {
+        const run = Option.getOrUndefined(HashMap.get(m, jobName))
         if (run === undefined || run.settling) return [false, m]
-        return [true, new Map(m).set(jobName, { ...run, settling: true })]
+        return [true, HashMap.set(m, jobName, { ...run, settling: true })]
       }),
-    remove: (jobName) => update((m) => m.delete(jobName))
+    remove: (jobName) => update(HashMap.remove(jobName))
   }
   return shape
 })

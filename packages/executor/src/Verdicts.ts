@@ -226,7 +226,11 @@ const make = Effect.gen(function* () {
         case "Healthy":
           return yield* FiberMap.remove(rechecks, jobName)
       }
-    }).pipe(Effect.withSpan("Verdicts.evaluate", { attributes: { job: jobName, source } }))
+    }).pipe(
+      // the hottest span (every watch event, every sweep): its name says where it comes from, so a
+      // captured call stack would add only cost
+      Effect.withSpan("Verdicts.evaluate", { attributes: { job: jobName, source }, captureStackTrace: false })
+    )
 
   const resume = (run: TrackedRun, mark: VerdictMark) =>
     Effect.gen(function* () {

@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Ref, Stream } from "effect"
+import { Clock, Duration, Effect, Option, Stream } from "effect"
 import { Commands, Time } from "@executor/domain"
 import type { ClusterWatchShape } from "@executor/executor"
 import type { ControllerModel } from "./ControllerModel.js"
@@ -18,12 +18,13 @@ export const make = (
 ) =>
   Effect.gen(function* () {
     const request = Commands.topics(options.topicPrefix).request
-    const reported = yield* Ref.make<ReadonlySet<string>>(new Set())
+    // Pods whose result went out (written only by the watch fiber below)
+    const reported = new Set<string>()
 
     const publishResult = (taskId: string) =>
       Effect.gen(function* () {
         yield* Effect.sleep(Duration.millis(resultDelayMillis))
-        const task = (yield* controller.tasks).get(taskId)
+        const task = Option.getOrUndefined(yield* controller.task(taskId))
         const now = Time.formatIso(yield* Clock.currentTimeMillis)
         const data = {
           identifier: yield* randomUuidV4,
@@ -51,9 +52,8 @@ export const make = (
           if (event._tag !== "Upsert" || event.object.status?.phase !== "Succeeded") return
           const pod = event.object
           const uid = pod.metadata.uid ?? pod.metadata.name
-          const first = yield* Ref.modify(reported, (s): [boolean, ReadonlySet<string>] =>
-            s.has(uid) ? [false, s] : [true, new Set(s).add(uid)]
-          )
+          const first = !reported.has(uid)
+          reported.add(uid)
           const taskId = pod.metadata.labels?.[options.taskIdLabel] ?? ""
           if (first && taskId !== "") yield* Effect.forkScoped(publishResult(taskId))
         })

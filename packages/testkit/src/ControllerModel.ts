@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Option, Ref, Schema, Stream } from "effect"
+import { Clock, Duration, Effect, Option, Schema, Stream } from "effect"
 import { Commands, Frontmatter, Time } from "@executor/domain"
 import type { InMemoryBus } from "./InMemoryBus.js"
 import { randomUuidV4 } from "./InMemoryBus.js"
@@ -17,7 +17,9 @@ const escalationHeading = "## Trigger Cap Escalation"
  * each command 1 s after its transaction commits and then publishes the task as a new event.
  */
 export interface ControllerModel {
+  /** A snapshot of every task. */
   readonly tasks: Effect.Effect<ReadonlyMap<string, TaskState>>
+  readonly task: (taskId: string) => Effect.Effect<Option.Option<TaskState>>
   /** A human edits (or creates) a task file: the controller publishes it as an event. */
   readonly edit: (taskId: string, frontmatter: Readonly<Record<string, unknown>>, content: string) => Effect.Effect<void>
 }
@@ -117,7 +119,8 @@ export const applyCommand = (
 export const make = (bus: InMemoryBus, options: { readonly topicPrefix: string }) =>
   Effect.gen(function* () {
     const topics = Commands.topics(options.topicPrefix)
-    const tasks = yield* Ref.make<ReadonlyMap<string, TaskState>>(new Map())
+    // Written only here, one synchronous step per change; readers get copies or single entries.
+    const tasks = new Map<string, TaskState>()
 
     const publishEvent = (taskId: string, task: TaskState) =>
       Effect.gen(function* () {
@@ -135,7 +138,7 @@ export const make = (bus: InMemoryBus, options: { readonly topicPrefix: string }
 
     const edit = (taskId: string, frontmatter: Readonly<Record<string, unknown>>, content: string) =>
       Effect.gen(function* () {
-        const previous = (yield* Ref.get(tasks)).get(taskId)
+        const previous = tasks.get(taskId)
         const fm: Record<string, unknown> = { ...frontmatter }
         // An operator who hands a parked task back to an agent gives it a fresh retry budget.
         if (previous !== undefined && Frontmatter.assignee(previous.frontmatter) === "" && Frontmatter.assignee(fm) !== "") {
@@ -143,7 +146,7 @@ export const make = (bus: InMemoryBus, options: { readonly topicPrefix: string }
           fm["retry_count"] = 0
         }
         const task = { frontmatter: fm, content }
-        yield* Ref.update(tasks, (m) => new Map(m).set(taskId, task))
+        tasks.set(taskId, task)
         yield* publishEvent(taskId, task)
       })
 
@@ -156,15 +159,19 @@ export const make = (bus: InMemoryBus, options: { readonly topicPrefix: string }
           if (due > now) yield* Effect.sleep(Duration.millis(due - now))
           const envelope = Schema.decodeUnknownOption(Envelope)(record.value)
           if (Option.isNone(envelope)) return
-          const applied = applyCommand(yield* Ref.get(tasks), envelope.value.operation, envelope.value.data)
+          const applied = applyCommand(tasks, envelope.value.operation, envelope.value.data)
           if (Option.isNone(applied)) return
           const [taskId, task] = applied.value
-          yield* Ref.update(tasks, (m) => new Map(m).set(taskId, task))
+          tasks.set(taskId, task)
           yield* publishEvent(taskId, task)
         })
       ),
       Effect.forkScoped
     )
 
-    return { tasks: Ref.get(tasks), edit } satisfies ControllerModel
+    return {
+      tasks: Effect.sync(() => new Map(tasks)),
+      task: (taskId) => Effect.sync(() => Option.fromNullable(tasks.get(taskId))),
+      edit
+    } satisfies ControllerModel
   })

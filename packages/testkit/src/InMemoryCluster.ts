@@ -401,11 +401,41 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       return entry !== undefined && !Kube.isDeleting(entry.job.metadata) ? entry : undefined
     }
 
+    // Pod names by the name of their owner Job: a Job's pods without a scan of every pod.
+    const podNamesByJob = new Map<string, Set<string>>()
+    const ownerOf = (pod: Kube.Pod) => pod.metadata.ownerReferences?.find((ref) => ref.kind === "Job")
+    const ownerJobName = (pod: Kube.Pod): string | undefined => ownerOf(pod)?.name
+
+    const indexPod = (entry: PodEntry): void => {
+      const owner = ownerJobName(entry.pod)
+      if (owner === undefined) return
+      const names = podNamesByJob.get(owner) ?? new Set<string>()
+      podNamesByJob.set(owner, names.add(entry.pod.metadata.name))
+    }
+
+    const storePod = (entry: PodEntry): void => {
+      pods.set(entry.pod.metadata.name, entry)
+      indexPod(entry)
+    }
+
+    const dropPod = (entry: PodEntry): void => {
+      const { name } = entry.pod.metadata
+      pods.delete(name)
+      const owner = ownerJobName(entry.pod)
+      const names = owner === undefined ? undefined : podNamesByJob.get(owner)
+      if (owner === undefined || names === undefined) return
+      names.delete(name)
+      if (names.size === 0) podNamesByJob.delete(owner)
+    }
+
+    const podsNamedForJob = (jobName: string): Array<PodEntry> =>
+      Array.from(podNamesByJob.get(jobName) ?? [], (name) => pods.get(name)).filter(
+        (entry): entry is PodEntry => entry !== undefined && ownerJobName(entry.pod) === jobName
+      )
+
     const podsOwnedBy = (entry: JobEntry): Array<PodEntry> =>
-      [...pods.values()].filter((p) =>
-        p.pod.metadata.ownerReferences?.some((ref) =>
-          ref.kind === "Job" && ref.name === entry.job.metadata.name && (ref.uid === undefined || ref.uid === entry.uid)
-        ) ?? false
+      podsNamedForJob(entry.job.metadata.name).filter((p) =>
+        p.pod.metadata.ownerReferences?.some((ref) => ref.kind === "Job" && (ref.uid === undefined || ref.uid === entry.uid)) ?? false
       )
 
     const activePods = (entry: JobEntry): Array<PodEntry> => podsOwnedBy(entry).filter((p) => !podTerminal(p.pod))
@@ -552,7 +582,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       }
       const pod: Kube.Pod = object
       const podEntry: PodEntry = { pod, uid: object.metadata.uid, createdAt: t }
-      pods.set(pod.metadata.name, podEntry)
+      storePod(podEntry)
       publish(podSubscribers, { _tag: "Upsert", object: pod })
       updateJobStatus(entry, (status) => ({ ...status, active: activePods(entry).length }))
       if (entry.behaviour !== "manual") runKubelet(podEntry, entry.behaviour, tpl.secretName)
@@ -640,7 +670,6 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
 
     // --- Pods and the kubelet ------------------------------------------------------------------
 
-    const ownerOf = (pod: Kube.Pod) => pod.metadata.ownerReferences?.find((ref) => ref.kind === "Job")
 
     const setPod = (entry: PodEntry, pod: Kube.Pod): void => {
       const wasTerminal = podTerminal(entry.pod)
@@ -654,7 +683,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
     }
 
     const removePod = (entry: PodEntry): void => {
-      pods.delete(entry.pod.metadata.name)
+      dropPod(entry)
       const last: Kube.Pod = {
         ...entry.pod,
         metadata: {
@@ -991,12 +1020,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             : Effect.succeed(Option.fromNullable(jobs.get(name)?.job))
         ),
       jobs: Effect.sync(() => allJobs().filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined)),
-      podsOfJob: (jobName) =>
-        Effect.sync(() =>
-          allPods().filter((pod) =>
-            pod.metadata.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false
-          )
-        )
+      podsOfJob: (jobName) => Effect.sync(() => podsNamedForJob(jobName).map((entry) => entry.pod))
     }
 
     // --- Test controls -------------------------------------------------------------------------
@@ -1019,6 +1043,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
               creationTimestamp: existing.pod.metadata.creationTimestamp ?? formatTimestamp(existing.createdAt)
             }
           })
+          // a replaced pod may name another owner (the old owner's entry is filtered out on lookup)
+          indexPod(existing)
           return existing.pod
         }
         const t = now()
@@ -1037,7 +1063,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
           uid,
           createdAt: t
         }
-        pods.set(pod.metadata.name, stored)
+        storePod(stored)
         publish(podSubscribers, { _tag: "Upsert", object: stored.pod })
         const owner = ownerOf(stored.pod)
         const ownerEntry = owner === undefined ? undefined : jobs.get(owner.name)
