@@ -31,6 +31,8 @@ export interface ClusterWatchShape {
    * reconnecting, a slow event) may not hold a Job yet, so its absence alone proves nothing.
    */
   readonly readJob: (name: string) => Effect.Effect<Option.Option<Kube.Job>, ClusterError>
+  /** The pods of a Job (of the task `taskId`) as the API server has them now, bypassing the cache. */
+  readonly readPodsOfJob: (jobName: string, taskId: string) => Effect.Effect<ReadonlyArray<Kube.Pod>, ClusterError>
   /** Every Job carrying the task-id label. */
   readonly jobs: Effect.Effect<ReadonlyArray<Kube.Job>>
   readonly podsOfJob: (jobName: string) => Effect.Effect<ReadonlyArray<Kube.Pod>>

@@ -37,6 +37,9 @@ export interface VerdictsShape {
 const isTransient = (error: { readonly _tag: string }): boolean =>
   error._tag !== "ClusterError" || (error as ClusterError).transient
 
+/** How soon a verdict the API server could not confirm is looked at again. */
+const confirmRetry = Duration.seconds(2)
+
 const dedupeTtlMillis = (timeoutSeconds: number) => Duration.toMillis(Duration.seconds(Math.max(3600, 2 * timeoutSeconds)))
 
 const make = Effect.gen(function* () {
@@ -180,32 +183,64 @@ const make = Effect.gen(function* () {
   const currentJob = (jobName: string) =>
     Effect.flatMap(watch.job(jobName), (cached) => (Option.isSome(cached) ? Effect.succeed(cached) : watch.readJob(jobName)))
 
-  const evaluate = (jobName: string, source: VerdictSource): Effect.Effect<void> =>
+  /** The run's Job and pods from the caches, or (`live`) as the API server has them now. */
+  const snapshot = (run: TrackedRun, live: boolean) =>
+    live
+      ? Effect.all({ job: watch.readJob(run.jobName), pods: watch.readPodsOfJob(run.jobName, run.taskId) })
+      : Effect.all({ job: currentJob(run.jobName), pods: watch.podsOfJob(run.jobName) })
+
+  const judge = (run: TrackedRun, seen: Effect.Effect.Success<ReturnType<typeof snapshot>>) =>
     Effect.gen(function* () {
-      const tracked = yield* tracker.get(jobName)
-      if (Option.isNone(tracked) || tracked.value.settling) return
-      const run = tracked.value
-      const read = yield* Effect.either(currentJob(jobName))
-      if (Either.isLeft(read)) {
-        // Unknown is not gone: no verdict now; the next event or sweep looks again.
-        return yield* Effect.logWarning("could not read a Job missing from the cache; judging it later").pipe(
-          Effect.annotateLogs({ event: "job_read_failed", job: jobName, error: read.left.message })
-        )
-      }
-      const job = read.right
-      const pods = yield* watch.podsOfJob(jobName)
       const graces = yield* registry.graces(run.assignee, run.timeoutSeconds)
       const interval = yield* registry.sweeperIntervalSeconds
       const now = yield* Clock.currentTimeMillis
-      const { firstSeen, judgement } = Classifier.classify({
+      const classified = Classifier.classify({
         run,
-        job,
-        pods,
+        job: seen.job,
+        pods: seen.pods,
         graces,
         sweeperIntervalSeconds: interval,
         now,
         firstSeen: run.firstSeen
       })
+      return { ...classified, now }
+    })
+
+  /** Looks at a run again after `wait` (a grace running out, an API server that could not answer). */
+  const recheck = (jobName: string, wait: Duration.Duration, source: VerdictSource) =>
+    FiberMap.run(rechecks, jobName, Effect.zipRight(Effect.sleep(wait), FiberSet.run(pipelines, evaluate(jobName, source))))
+
+  /**
+   * A verdict is final and the caches may lag (an event still on its way, a watch reconnecting), so
+   * it is made on what the API server says now. None: it could not answer; look again shortly.
+   */
+  const confirm = (run: TrackedRun, source: VerdictSource) =>
+    Effect.gen(function* () {
+      const live = yield* Effect.either(snapshot(run, true))
+      if (Either.isRight(live)) return Option.some(yield* judge(run, live.right))
+      yield* Effect.logWarning("could not confirm a verdict with the API server; looking again shortly").pipe(
+        Effect.annotateLogs({ event: "verdict_unconfirmed", job: run.jobName, error: live.left.message })
+      )
+      yield* recheck(run.jobName, confirmRetry, source)
+      return Option.none()
+    })
+
+  const evaluate = (jobName: string, source: VerdictSource): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      const tracked = yield* tracker.get(jobName)
+      if (Option.isNone(tracked) || tracked.value.settling) return
+      const run = tracked.value
+      const cached = yield* Effect.either(snapshot(run, false))
+      if (Either.isLeft(cached)) {
+        // Unknown is not gone: no verdict now; the next event or sweep looks again.
+        return yield* Effect.logWarning("could not read a Job missing from the cache; judging it later").pipe(
+          Effect.annotateLogs({ event: "job_read_failed", job: jobName, error: cached.left.message })
+        )
+      }
+      const fromCache = yield* judge(run, cached.right)
+      const judged = fromCache.judgement._tag === "Zombie" ? yield* confirm(run, source) : Option.some(fromCache)
+      if (Option.isNone(judged)) return
+      const { firstSeen, judgement, now } = judged.value
       yield* tracker.observe(jobName, firstSeen)
       switch (judgement._tag) {
         case "Zombie":
@@ -215,13 +250,7 @@ const make = Effect.gen(function* () {
         case "Suspect": {
           // Look again exactly when the grace runs out, whatever the sweeper interval is.
           const recheckSource: VerdictSource = judgement.reason === "job_pod_create_failed" ? "job" : "pod"
-          const wait = Duration.millis(Math.max(0, judgement.dueAt - now))
-          yield* FiberMap.run(
-            rechecks,
-            jobName,
-            Effect.zipRight(Effect.sleep(wait), FiberSet.run(pipelines, evaluate(jobName, recheckSource)))
-          )
-          return
+          return yield* recheck(jobName, Duration.millis(Math.max(0, judgement.dueAt - now)), recheckSource)
         }
         case "Healthy":
           return yield* FiberMap.remove(rechecks, jobName)

@@ -150,16 +150,20 @@ describe("publishing the failure pair", () => {
 })
 
 describe("the verdict pipeline through a cluster API outage", () => {
-  it.scoped("the API down for 5 minutes from the verdict on: once it is back the zombie Job is deleted and the task can respawn", () =>
+  it.scoped("the API down for 5 minutes from the verdict's first write on: the mark is retried until it is back, then the Job is deleted and the task can respawn", () =>
     Effect.gen(function* () {
       const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.invalidImage))
       const { spawn } = yield* start(world)
       yield* spawn(taskId)
       const job = yield* jobOf(world, taskId)
-      yield* world.cluster.setApiDown(true)
+      // the API server goes away just as the confirmed verdict starts writing
+      yield* world.cluster.setBeforeWrite((write) =>
+        write.operation === "annotateJob" ? Effect.zipRight(world.cluster.setApiDown(true), world.cluster.setBeforeWrite(undefined)) : Effect.void
+      )
       yield* at(6)
       expect(yield* verdictRows(world)).toEqual([["pod_config_error", "pod", 6000, job]])
       yield* at(306)
+      expect(yield* failurePairs(world)).toEqual([])
       yield* world.cluster.setApiDown(false)
       // transient errors are retried with a capped back-off (30 s): the clean-up finishes soon after
       yield* at(306 + 90)
@@ -168,6 +172,24 @@ describe("the verdict pipeline through a cluster API outage", () => {
       // so the zombie no longer blocks the retry of its task (REF §8.3)
       const handled = yield* spawn(taskId, { trigger_count: 2, current_job: "" })
       expect(handled.result).toBe("spawned")
+    }))
+
+  it.scoped("the API down when the pod turns bad: no verdict until the API server confirms it, then exactly one", () =>
+    Effect.gen(function* () {
+      const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.invalidImage))
+      const { spawn } = yield* start(world)
+      yield* spawn(taskId)
+      const job = yield* jobOf(world, taskId)
+      yield* world.cluster.setApiDown(true)
+      yield* at(300)
+      expect(yield* verdictRows(world)).toEqual([])
+      yield* world.cluster.setApiDown(false)
+      // an unconfirmed verdict is looked at again every 2 s (by the detector that saw it last)
+      yield* at(302)
+      expect((yield* verdictRows(world)).map(([reason, , t, name]) => [reason, t, name])).toEqual([["pod_config_error", 302_000, job]])
+      yield* at(400)
+      expect((yield* failurePairs(world)).map((p) => [p.job, p.reason])).toEqual([[job, "pod_config_error"]])
+      expect(yield* jobByName(world, job)).toBeUndefined()
     }))
 })
 

@@ -1,10 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Ref, Stream } from "effect"
 import { type ClusterWatchShape, RunTracker, sweepOnce, type VerdictSource, Verdicts } from "@executor/executor"
+import type { Kube } from "@executor/domain"
 import { PodBehaviour, type World } from "@executor/testkit"
 import {
   at,
   crashedStatus,
+  createManualJob,
   failurePairs,
   jobByName,
   jobOf,
@@ -14,7 +16,8 @@ import {
   runningStatus,
   start,
   startWithWatch,
-  verdictRows
+  verdictRows,
+  withManualJobs
 } from "./fixtures.js"
 
 const taskId = "4aa57614-8835-4992-87e9-ca483ddbeae6"
@@ -184,5 +187,38 @@ describe("a Job cache behind the API server", () => {
       yield* at(600)
       expect(yield* executor.verdictRows).toEqual([])
       expect(yield* failurePairs(world)).toEqual([])
+    }))
+})
+
+describe("a pod cache behind the API server", () => {
+  it.scoped("the Job's failure arrives before the pod's: the verdict still carries the pod's evidence (OOMKilled, exit 137)", () =>
+    Effect.gen(function* () {
+      const world = yield* makeWorld(withManualJobs(PodBehaviour.hang))
+      yield* createManualJob(world, { name: "manual-oom-1", taskId })
+      // the pod cache stops at what it held when it fell behind; pod events stop coming
+      const lagging = yield* Ref.make(false)
+      const held = new Map<string, ReadonlyArray<Kube.Pod>>()
+      const watch: ClusterWatchShape = {
+        ...world.cluster.watch,
+        podEvents: world.cluster.watch.podEvents.pipe(Stream.filterEffect(() => Effect.map(Ref.get(lagging), (l) => !l))),
+        podsOfJob: (name) =>
+          Effect.flatMap(Ref.get(lagging), (l) =>
+            l && held.has(name)
+              ? Effect.succeed(held.get(name) ?? [])
+              : Effect.tap(world.cluster.watch.podsOfJob(name), (pods) => Effect.sync(() => void held.set(name, pods))))
+      }
+      const executor = yield* startWithWatch(world, watch)
+      yield* at(2)
+      const pod = (yield* podOf(world, "manual-oom-1")).metadata.name
+      yield* world.cluster.patchPodStatus(pod, runningStatus())
+      yield* at(10)
+      yield* Ref.set(lagging, true)
+      // the kubelet reports the OOM kill; the job controller fails the Job (backoffLimit 0) at once
+      yield* world.cluster.patchPodStatus(pod, crashedStatus(137, "OOMKilled"))
+      yield* at(20)
+      const pairs = yield* failurePairs(world)
+      expect(pairs.map((p) => [p.job, p.reason])).toEqual([["manual-oom-1", "pod_crash_no_stdout"]])
+      expect(pairs[0]?.detail).toContain("OOMKilled, exit 137")
+      expect((yield* executor.verdictRows).map((v) => [v[0], v[1]])).toEqual([["pod_crash_no_stdout", "job"]])
     }))
 })

@@ -136,12 +136,14 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
     const readJob = (name: string) =>
       call("readJob", name, (o) => batch.readNamespacedJob({ name, namespace: ns }, o))
 
-    const decodeJob = (name: string, job: k8s.V1Job): Effect.Effect<Kube.Job, ClusterError> =>
-      Either.match(Either.flatMap(Either.try(() => Wire.toWire(job, "V1Job")), Kube.decodeJob), {
-        onLeft: () =>
-          Effect.fail(new ClusterError({ operation: "readJob", target: name, transient: false, message: "the Job does not decode" })),
-        onRight: Effect.succeed
-      })
+    /** A live object through the domain Schema; one that does not decode is an error, not a gap. */
+    const decodeLive = <A>(operation: string, target: string, decode: (wire: unknown) => Either.Either<A, unknown>, type: string) =>
+      (object: k8s.KubernetesObject): Effect.Effect<A, ClusterError> =>
+        Either.match(Either.flatMap(Either.try(() => Wire.toWire(object, type)), decode), {
+          onLeft: () =>
+            Effect.fail(new ClusterError({ operation, target, transient: false, message: `a ${type} that does not decode` })),
+          onRight: Effect.succeed
+        })
 
     const readJobLive = (name: string): Effect.Effect<Option.Option<Kube.Job>, ClusterError> =>
       readJob(name).pipe(
@@ -150,8 +152,18 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
         Effect.mapError(Api.toClusterError),
         Effect.flatMap(Option.match({
           onNone: () => Effect.succeedNone,
-          onSome: (job) => Effect.asSome(decodeJob(name, job))
+          onSome: (job) => Effect.asSome(decodeLive("readJob", name, Kube.decodeJob, "V1Job")(job))
         }))
+      )
+
+    const readPodsOfJobLive = (jobName: string, taskId: string): Effect.Effect<ReadonlyArray<Kube.Pod>, ClusterError> =>
+      call("listPods", jobName, (o) => core.listNamespacedPod({ namespace: ns, labelSelector: `${selector}=${taskId}` }, o)).pipe(
+        Effect.mapError(Api.toClusterError),
+        Effect.flatMap((list) =>
+          Effect.forEach(
+            list.items.filter((pod) => pod.metadata?.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false),
+            decodeLive("listPods", jobName, Kube.decodePod, "V1Pod")
+          ))
       )
 
     const watch: ClusterWatchShape = {
@@ -161,6 +173,7 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
       synced: Effect.all([jobs.synced, pods.synced, configs.synced], { concurrency: "unbounded", discard: true }),
       job: jobs.get,
       readJob: readJobLive,
+      readPodsOfJob: readPodsOfJobLive,
       jobs: Effect.map(jobs.list, (all) =>
         all.filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined).sort(byCreation)),
       podsOfJob: (jobName) =>

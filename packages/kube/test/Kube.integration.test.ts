@@ -228,6 +228,9 @@ if (kubeconfig === "") {
         const owned = yield* watch.podsOfJob(name)
         expect(owned.map((p) => p.metadata.name)).toEqual([pod.metadata?.name])
         expect(Option.getOrThrow(Kube.ownerJobName(owned[0]!))).toBe(name)
+        // the live read of a Job's pods (selected by task id, filtered by owner) sees the same pod
+        expect((yield* watch.readPodsOfJob(name, "task-create")).map((p) => p.metadata.name)).toEqual([pod.metadata?.name])
+        expect(yield* watch.readPodsOfJob("it-agent-other-job", "task-create")).toEqual([])
 
         yield* op.patchPodStatus(pod.metadata?.name ?? "", ns, {
           phase: "Pending",

@@ -1019,6 +1019,12 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             ? Effect.fail(outage("readJob", name))
             : Effect.succeed(Option.fromNullable(jobs.get(name)?.job))
         ),
+      readPodsOfJob: (jobName) =>
+        Effect.suspend(() =>
+          apiDown
+            ? Effect.fail(outage("readPodsOfJob", jobName))
+            : Effect.succeed(podsNamedForJob(jobName).map((entry) => entry.pod))
+        ),
       jobs: Effect.sync(() => allJobs().filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined)),
       podsOfJob: (jobName) => Effect.sync(() => podsNamedForJob(jobName).map((entry) => entry.pod))
     }
