@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Exit, Runtime, Scheduler } from "effect"
+import { Clock, Duration, Effect, Exit, FiberId, Runtime, Scheduler } from "effect"
 
 /**
  * Discrete-event time for a closed world: every fiber of the world runs on one scheduler whose
@@ -79,7 +79,7 @@ class TimerHeap {
   }
 }
 
-/** Tasks run between two yields to the host's event loop (so a stuck run can still be interrupted). */
+/** At most this many tasks run between two yields to the host's event loop (so a busy world can still be interrupted). */
 const batchSize = 20_000
 
 /**
@@ -130,24 +130,43 @@ export const run = <A, E>(
     const runtime = yield* Effect.runtime<never>()
     const world = Runtime.runFork(runtime)(Effect.withClock(program(time), clock), { scheduler, immediate: false })
 
-    let sinceYield = 0
-    for (;;) {
-      const exit = world.unsafePoll()
-      if (exit !== null) return yield* Exit.matchEffect(exit, { onFailure: Effect.failCause, onSuccess: Effect.succeed })
-      if (queue.length > 0) {
+    const runQueued = (budget: number): number => {
+      let ran = 0
+      while (queue.length > 0 && ran < budget) {
         const batch = queue
         queue = []
         for (const task of batch) task()
-        sinceYield += batch.length
-        if (sinceYield >= batchSize) {
-          sinceYield = 0
-          yield* Effect.yieldNow()
-        }
-        continue
+        ran += batch.length
       }
-      const next = timers.pop()
-      if (next === undefined) return yield* Effect.fail(new WorldStuck(now))
-      now = Math.max(now, next.at)
-      next.fire()
+      return ran
     }
+
+    const drive = Effect.gen(function*() {
+      let sinceYield = 0
+      for (;;) {
+        const exit = world.unsafePoll()
+        if (exit !== null) return yield* Exit.matchEffect(exit, { onFailure: Effect.failCause, onSuccess: Effect.succeed })
+        if (queue.length > 0) {
+          sinceYield += runQueued(batchSize - sinceYield)
+          if (sinceYield >= batchSize) {
+            sinceYield = 0
+            // a turn of the host's event loop (its timers too), through the caller's own clock
+            yield* Effect.sleep(Duration.zero)
+          }
+          continue
+        }
+        const next = timers.pop()
+        if (next === undefined) return yield* Effect.fail(new WorldStuck(now))
+        now = Math.max(now, next.at)
+        next.fire()
+      }
+    })
+
+    // Interrupted from outside (a wall-clock guard): interrupt the world and let it run its
+    // finalizers at the current instant, so no abandoned fiber stays registered.
+    return yield* Effect.onInterrupt(drive, () =>
+      Effect.sync(() => {
+        world.unsafeInterruptAsFork(FiberId.none)
+        runQueued(batchSize)
+      }))
   })

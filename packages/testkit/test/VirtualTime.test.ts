@@ -90,3 +90,19 @@ describe("VirtualTime", () => {
       expect(exit).toStrictEqual(Exit.fail("boom"))
     }))
 })
+
+describe("VirtualTime, interrupted from outside", () => {
+  it.live("a world that never settles is interrupted by a wall-clock guard and runs its finalizers", () =>
+    Effect.gen(function* () {
+      const finalized = yield* Ref.make(false)
+      const exit = yield* VirtualTime.run(start, () =>
+        Effect.scoped(
+          Effect.zipRight(
+            Effect.addFinalizer(() => Ref.set(finalized, true)),
+            Effect.forever(Effect.yieldNow())
+          )
+        )).pipe(Effect.timeout("200 millis"), Effect.exit)
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(yield* Ref.get(finalized)).toBe(true)
+    }))
+})
