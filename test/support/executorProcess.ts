@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs"
 import { request } from "node:http"
 import { join } from "node:path"
-import { freePort, repoRoot } from "./stack.js"
+import { freePort, repoRoot, tail } from "./stack.js"
 import { eventually, sleep } from "./wait.js"
 
 export interface HttpAnswer {
@@ -117,7 +117,7 @@ export const startExecutor = async (
   void exited.then(() => (done = true))
   const isRunning = () => !done
   const logTail = (lines = 60) =>
-    existsSync(logFile) ? readFileSync(logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n") : "(no log)"
+    existsSync(logFile) ? tail(readFileSync(logFile, "utf8"), lines) : "(no log)"
   /** To the process (as the kubelet does); SIGKILL to its whole group (tsx's esbuild service too). */
   const signal = (sig: NodeJS.Signals) => {
     if (!done) {

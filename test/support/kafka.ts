@@ -1,19 +1,14 @@
 // The broker side of the end-to-end tests: the controller producing task events, and a
 // read-committed reader of the request topic (what the controller consumes).
-//
-// kafkajs is a dependency of @executor/kafka, not of the workspace root: it is loaded from there.
 import { randomUUID } from "node:crypto"
-import { createRequire } from "node:module"
-import type * as KafkaJs from "../../packages/kafka/node_modules/kafkajs/types/index.js"
+import { Kafka, logLevel } from "kafkajs"
 import { eventually } from "./wait.js"
 
-const kafkajs = createRequire(new URL("../../packages/kafka/package.json", import.meta.url))("kafkajs") as typeof KafkaJs
-
 export const kafka = (brokers: string, clientId = "e2e") =>
-  new kafkajs.Kafka({
+  new Kafka({
     clientId,
     brokers: brokers.split(","),
-    logLevel: kafkajs.logLevel.NOTHING,
+    logLevel: logLevel.NOTHING,
     connectionTimeout: 3_000,
     retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 3_000 }
   })

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto"
 import * as k8s from "@kubernetes/client-node"
 import { Effect } from "effect"
 import { Crd, KubeConfig } from "@executor/kube"
-import { Labels } from "@executor/domain"
+import { Labels, Time } from "@executor/domain"
 import { eventually } from "./wait.js"
 
 export const names = Labels.names()
@@ -41,7 +41,8 @@ const orUndefinedOn404 = async <A>(call: Promise<A>): Promise<A | undefined> => 
 
 export const uniqueSuffix = () => randomBytes(3).toString("hex")
 
-export const iso = (ms: number = Date.now()) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z")
+/** Now, at second precision (as the kubelet and the job controller write their times). */
+const now = () => new Date(Time.formatUtcSeconds(Date.now()))
 
 // ---------------------------------------------------------------------------------------------
 // pod and job statuses, as the kubelet and the job controller write them
@@ -57,7 +58,7 @@ const containerStatus = (image: string, state: k8s.V1ContainerState, ready = fal
   state
 })
 
-const scheduled = (): k8s.V1PodCondition => ({ type: "PodScheduled", status: "True", lastTransitionTime: new Date(iso()) })
+const scheduled = (): k8s.V1PodCondition => ({ type: "PodScheduled", status: "True", lastTransitionTime: now() })
 
 export const podStatus = {
   /** Pending on a node, the container waiting (ErrImagePull, ImagePullBackOff, InvalidImageName, CreateContainerConfigError). */
@@ -68,22 +69,22 @@ export const podStatus = {
   }),
   running: (image: string): k8s.V1PodStatus => ({
     phase: "Running",
-    startTime: new Date(iso()),
-    conditions: [scheduled(), { type: "Ready", status: "True", lastTransitionTime: new Date(iso()) }],
-    containerStatuses: [containerStatus(image, { running: { startedAt: new Date(iso()) } }, true)]
+    startTime: now(),
+    conditions: [scheduled(), { type: "Ready", status: "True", lastTransitionTime: now() }],
+    containerStatuses: [containerStatus(image, { running: { startedAt: now() } }, true)]
   }),
   succeeded: (image: string): k8s.V1PodStatus => ({
     phase: "Succeeded",
     conditions: [scheduled()],
     containerStatuses: [
-      containerStatus(image, { terminated: { exitCode: 0, reason: "Completed", startedAt: new Date(iso()), finishedAt: new Date(iso()) } })
+      containerStatus(image, { terminated: { exitCode: 0, reason: "Completed", startedAt: now(), finishedAt: now() } })
     ]
   }),
   terminated: (image: string, exitCode: number, reason: string): k8s.V1PodStatus => ({
     phase: "Failed",
     conditions: [scheduled()],
     containerStatuses: [
-      containerStatus(image, { terminated: { exitCode, reason, startedAt: new Date(iso()), finishedAt: new Date(iso()) } })
+      containerStatus(image, { terminated: { exitCode, reason, startedAt: now(), finishedAt: now() } })
     ]
   }),
   evicted: (): k8s.V1PodStatus => ({
@@ -94,7 +95,7 @@ export const podStatus = {
   unschedulable: (message: string): k8s.V1PodStatus => ({
     phase: "Pending",
     conditions: [
-      { type: "PodScheduled", status: "False", reason: "Unschedulable", message, lastTransitionTime: new Date(iso()) }
+      { type: "PodScheduled", status: "False", reason: "Unschedulable", message, lastTransitionTime: now() }
     ]
   })
 }
@@ -104,14 +105,14 @@ const jobCondition = (type: string, reason: string, message: string): k8s.V1JobC
   status: "True",
   reason,
   message,
-  lastProbeTime: new Date(iso()),
-  lastTransitionTime: new Date(iso())
+  lastProbeTime: now(),
+  lastTransitionTime: now()
 })
 
 export const jobStatus = {
   /** What the job controller writes at `activeDeadlineSeconds` (FailureTarget before Failed, infra.md B7). */
   deadlineExceeded: (startedAt: Date | undefined): k8s.V1JobStatus => ({
-    startTime: startedAt ?? new Date(iso()),
+    startTime: startedAt ?? now(),
     active: 0,
     conditions: [
       jobCondition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline"),
@@ -120,7 +121,7 @@ export const jobStatus = {
   }),
   /** With backoffLimit 0, any failed pod fails the Job like this. */
   backoffLimitExceeded: (startedAt: Date | undefined): k8s.V1JobStatus => ({
-    startTime: startedAt ?? new Date(iso()),
+    startTime: startedAt ?? now(),
     active: 0,
     failed: 1,
     conditions: [
@@ -129,8 +130,8 @@ export const jobStatus = {
     ]
   }),
   complete: (startedAt: Date | undefined): k8s.V1JobStatus => ({
-    startTime: startedAt ?? new Date(iso()),
-    completionTime: new Date(iso()),
+    startTime: startedAt ?? now(),
+    completionTime: now(),
     active: 0,
     succeeded: 1,
     conditions: [

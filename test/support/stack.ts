@@ -6,7 +6,7 @@ import { createServer } from "node:net"
 import { homedir, tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import type { InfraInfo } from "./infraEnv.js"
+import { type InfraInfo, readState } from "./infraEnv.js"
 
 export const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..")
 export const infraDir = join(repoRoot, "test", "infra")
@@ -100,15 +100,9 @@ export const cachedEnv = (): Record<string, string> => {
   )
 }
 
-interface StateJson {
-  readonly kubeconfig: string
-  readonly kafkaBrokers: string
-  readonly kubeApiserverUrl: string
-}
-
 /** The InfraInfo of a running stack's RUN_DIR. */
 export const infoOf = (runDir: string, binaries: { readonly kafkaLibs: string; readonly javaBin: string }): InfraInfo => {
-  const state = JSON.parse(readFileSync(join(runDir, "state.json"), "utf8")) as StateJson
+  const state = readState(runDir)
   return {
     runDir,
     kubeconfig: state.kubeconfig,

@@ -74,8 +74,12 @@ export const typeMismatchFailure = (m: TypeMismatch): Command =>
   })
 
 /** Each spawn: the increment, then the spawn notification; published in one transaction (D6.1). */
+/** The increment every spawn costs (the first command of `spawnCommands`). */
+export const spawnIncrement = (taskId: string): Command =>
+  incrementFrontmatter({ taskIdentifier: taskId, field: "trigger_count", delta: 1 })
+
 export const spawnCommands = (spawn: { readonly taskId: string; readonly jobName: string; readonly at: Millis }) => [
-  incrementFrontmatter({ taskIdentifier: spawn.taskId, field: "trigger_count", delta: 1 }),
+  spawnIncrement(spawn.taskId),
   updateFrontmatter({
     taskIdentifier: spawn.taskId,
     updates: { current_job: spawn.jobName, job_started_at: formatUtcSeconds(spawn.at), spawn_notification: true }

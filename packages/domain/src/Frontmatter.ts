@@ -17,7 +17,6 @@ export const canonicalPhases = ["todo", "planning", "execution", "ai_review", "h
 export const defaultTriggerPhases: ReadonlyArray<string> = ["planning", "execution", "ai_review"]
 export const defaultTriggerStatuses: ReadonlyArray<string> = ["in_progress"]
 export const terminalPhases: ReadonlyArray<string> = ["human_review", "done"]
-export const terminalStatuses: ReadonlyArray<string> = ["completed", "aborted"]
 /** Phases the reference knew; anything else counts as enum drift (`unknown_phase`). */
 export const knownPhases: ReadonlyArray<string> = [
   "todo",

@@ -33,7 +33,7 @@ const describe = (error: ParseResult.ParseError): string => {
 }
 
 /** Deeper JSON than any real frontmatter; deeper input would exhaust the stack further on. */
-export const maxDepth = 64
+const maxDepth = 64
 
 const tooDeep = (value: unknown): boolean => {
   const stack: Array<readonly [unknown, number]> = [[value, 1]]

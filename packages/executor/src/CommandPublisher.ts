@@ -43,3 +43,20 @@ export const validateCommands = (commands: ReadonlyArray<Commands.Command>): Eff
     ? Effect.void
     : Effect.fail(new PublishError({ kind: "invalid", message: problems.join("\n") }))
 }
+
+/**
+ * A command as a request-topic message: the envelope (ids and time from the caller) as JSON, keyed by
+ * its task id. A payload that is not serialisable fails with `invalid`.
+ */
+export const encodeCommand = (
+  command: Commands.Command,
+  meta: { readonly requestId: string; readonly requestTime: string; readonly initiator: string }
+): Effect.Effect<{ key: string; value: string }, PublishError> =>
+  Effect.gen(function* () {
+    const envelope = Commands.toEnvelope(command, meta)
+    const value = yield* Effect.try({
+      try: () => JSON.stringify(envelope),
+      catch: (cause) => new PublishError({ kind: "invalid", message: `not serialisable as JSON: ${String(cause)}` })
+    })
+    return { key: Commands.taskIdOf(command), value }
+  })

@@ -35,15 +35,17 @@ const touch = (entries: ReadonlyMap<string, Entry>, key: string, entry: Entry, c
   return next
 }
 
+/** A reservation holds until released or confirmed; a confirmation holds for its TTL. */
+const isLive = (entry: Entry | undefined, now: number): boolean =>
+  entry !== undefined && (entry.state === "reserved" || now - entry.at < entry.ttlMillis)
+
 const make = (capacity: number = defaultCapacity) =>
   Effect.gen(function* () {
     const entries = yield* Ref.make<ReadonlyMap<string, Entry>>(new Map())
     const reserve = (key: string, ttlMillis: number) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Ref.modify(entries, (current): [boolean, ReadonlyMap<string, Entry>] => {
-          const existing = current.get(key)
-          const live = existing !== undefined && (existing.state === "reserved" || now - existing.at < existing.ttlMillis)
-          return live ? [false, current] : [true, touch(current, key, { state: "reserved", at: now, ttlMillis }, capacity)]
+          return isLive(current.get(key), now) ? [false, current] : [true, touch(current, key, { state: "reserved", at: now, ttlMillis }, capacity)]
         })
       )
     const confirm = (key: string) =>
@@ -62,10 +64,7 @@ const make = (capacity: number = defaultCapacity) =>
       })
     const seen = (key: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.map(Ref.get(entries), (current) => {
-          const entry = current.get(key)
-          return entry !== undefined && (entry.state === "reserved" || now - entry.at < entry.ttlMillis)
-        })
+        Effect.map(Ref.get(entries), (current) => isLive(current.get(key), now))
       )
     return Dedupe.of({ reserve, confirm, release, seen, size: Effect.map(Ref.get(entries), (m) => m.size) })
   })

@@ -151,7 +151,7 @@ const make = Effect.gen(function* () {
         // This event's Job was created, judged and deleted before the event was committed (a crash
         // between the create and the commit, then recovery). Publish the spawn's increment that the
         // crash lost, but no spawn notification: that run is over and must not become current again.
-        yield* publish("spawn increment", Doctrine.spawnCommands({ taskId, jobName: name, at: yield* Clock.currentTimeMillis }).slice(0, 1), consumed)
+        yield* publish("spawn increment", [Doctrine.spawnIncrement(taskId)], consumed)
         yield* count("skipped_active_job")
         return { result: "skipped_active_job", committed: Option.isSome(consumed) } as Handled
       }

@@ -4,7 +4,6 @@ import { Context, Deferred, Effect, Layer, Option } from "effect"
 export interface ReadinessShape {
   readonly markReady: Effect.Effect<void>
   readonly isReady: Effect.Effect<boolean>
-  readonly awaitReady: Effect.Effect<void>
 }
 
 export class Readiness extends Context.Tag("executor/Readiness")<Readiness, ReadinessShape>() {
@@ -12,8 +11,7 @@ export class Readiness extends Context.Tag("executor/Readiness")<Readiness, Read
     Readiness,
     Effect.map(Deferred.make<void>(), (ready) => ({
       markReady: Deferred.succeed(ready, undefined).pipe(Effect.asVoid),
-      isReady: Effect.map(Deferred.poll(ready), Option.isSome),
-      awaitReady: Deferred.await(ready)
+      isReady: Effect.map(Deferred.poll(ready), Option.isSome)
     }))
   )
 }

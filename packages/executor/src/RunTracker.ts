@@ -28,8 +28,6 @@ export interface RunTrackerShape {
   readonly markSpawnPublished: (jobName: string) => Effect.Effect<void>
   readonly get: (jobName: string) => Effect.Effect<Option.Option<TrackedRun>>
   readonly all: Effect.Effect<ReadonlyArray<TrackedRun>>
-  /** The newest run of a task, if one is in flight. */
-  readonly forTask: (taskId: string) => Effect.Effect<Option.Option<TrackedRun>>
   readonly observe: (jobName: string, firstSeen: Classifier.FirstSeen) => Effect.Effect<void>
   /** Marks the run as being settled; false when it is gone or another detector got there first. */
   readonly beginSettling: (jobName: string) => Effect.Effect<boolean>
@@ -50,14 +48,6 @@ const make = Effect.gen(function* () {
     },
     get: (jobName) => Effect.map(Ref.get(runs), HashMap.get(jobName)),
     all: Effect.map(Ref.get(runs), (m) => [...HashMap.values(m)]),
-    forTask: (taskId) =>
-      Effect.map(Ref.get(runs), (m) => {
-        let newest: TrackedRun | undefined
-        for (const run of HashMap.values(m)) {
-          if (run.taskId === taskId && (newest === undefined || run.startedAt >= newest.startedAt)) newest = run
-        }
-        return Option.fromNullable(newest)
-      }),
     markSpawnPublished: (jobName) => modifyRun(jobName, (run) => ({ ...run, spawnPublished: true })),
     observe: (jobName, firstSeen) => modifyRun(jobName, (run) => ({ ...run, firstSeen })),
     beginSettling: (jobName) =>

@@ -176,20 +176,14 @@ const make = Effect.gen(function* () {
       yield* FiberMap.remove(rechecks, run.jobName)
     })
 
-  /**
-   * The cache's Job or, when the cache holds none, the API server's: a cache that lags behind (a
-   * watch reconnecting, a slow event) must not make a live run look deleted.
-   */
-  const currentJob = (jobName: string) =>
-    Effect.flatMap(watch.job(jobName), (cached) => (Option.isSome(cached) ? Effect.succeed(cached) : watch.readJob(jobName)))
+  /** The run's Job and pods as the caches hold them. */
+  const cachedView = (run: TrackedRun) => Effect.all({ job: watch.job(run.jobName), pods: watch.podsOfJob(run.jobName) })
 
-  /** The run's Job and pods from the caches, or (`live`) as the API server has them now. */
-  const snapshot = (run: TrackedRun, live: boolean) =>
-    live
-      ? Effect.all({ job: watch.readJob(run.jobName), pods: watch.readPodsOfJob(run.jobName, run.taskId) })
-      : Effect.all({ job: currentJob(run.jobName), pods: watch.podsOfJob(run.jobName) })
+  /** The run's Job and pods as the API server has them now. */
+  const liveView = (run: TrackedRun) =>
+    Effect.all({ job: watch.readJob(run.jobName), pods: watch.readPodsOfJob(run.jobName, run.taskId) })
 
-  const judge = (run: TrackedRun, seen: Effect.Effect.Success<ReturnType<typeof snapshot>>) =>
+  const judge = (run: TrackedRun, seen: Effect.Effect.Success<ReturnType<typeof cachedView>>) =>
     Effect.gen(function* () {
       const graces = yield* registry.graces(run.assignee, run.timeoutSeconds)
       const interval = yield* registry.sweeperIntervalSeconds
@@ -211,12 +205,13 @@ const make = Effect.gen(function* () {
     FiberMap.run(rechecks, jobName, Effect.zipRight(Effect.sleep(wait), FiberSet.run(pipelines, evaluate(jobName, source))))
 
   /**
-   * A verdict is final and the caches may lag (an event still on its way, a watch reconnecting), so
-   * it is made on what the API server says now. None: it could not answer; look again shortly.
+   * A verdict is final and the caches may lag (an event still on its way, a watch reconnecting, a
+   * Job not seen yet, which looks deleted), so it is made on what the API server says now. None: it
+   * could not answer; look again shortly.
    */
   const confirm = (run: TrackedRun, source: VerdictSource) =>
     Effect.gen(function* () {
-      const live = yield* Effect.either(snapshot(run, true))
+      const live = yield* Effect.either(liveView(run))
       if (Either.isRight(live)) return Option.some(yield* judge(run, live.right))
       yield* Effect.logWarning("could not confirm a verdict with the API server; looking again shortly").pipe(
         Effect.annotateLogs({ event: "verdict_unconfirmed", job: run.jobName, error: live.left.message })
@@ -230,14 +225,7 @@ const make = Effect.gen(function* () {
       const tracked = yield* tracker.get(jobName)
       if (Option.isNone(tracked) || tracked.value.settling) return
       const run = tracked.value
-      const cached = yield* Effect.either(snapshot(run, false))
-      if (Either.isLeft(cached)) {
-        // Unknown is not gone: no verdict now; the next event or sweep looks again.
-        return yield* Effect.logWarning("could not read a Job missing from the cache; judging it later").pipe(
-          Effect.annotateLogs({ event: "job_read_failed", job: jobName, error: cached.left.message })
-        )
-      }
-      const fromCache = yield* judge(run, cached.right)
+      const fromCache = yield* judge(run, yield* cachedView(run))
       const judged = fromCache.judgement._tag === "Zombie" ? yield* confirm(run, source) : Option.some(fromCache)
       if (Option.isNone(judged)) return
       const { firstSeen, judgement, now } = judged.value

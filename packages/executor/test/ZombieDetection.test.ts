@@ -1,14 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
 import { PodBehaviour } from "@executor/testkit"
-import { failures, published, setup, verdicts } from "./fixtures.js"
+import { failures, makeWorld, published, start, verdicts } from "./fixtures.js"
 
 const taskId = "4aa57614-8835-4992-87e9-ca483ddbeae6"
 
 describe("zombie detection end to end (in-memory cluster and broker)", () => {
   it.scoped("a broken image is judged image_pull_backoff one grace after the first pull failure", () =>
     Effect.gen(function* () {
-      const { spawn, world } = yield* setup(PodBehaviour.always(PodBehaviour.imagePullFails))
+      const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.imagePullFails))
+      const { spawn } = yield* start(world)
       const handled = yield* spawn(taskId)
       expect(handled.result).toBe("spawned")
       // the pod is created at 1 s and fails its first pull at 6 s: the verdict is due at 66 s

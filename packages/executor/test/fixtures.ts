@@ -37,17 +37,6 @@ export const taskEvent = (taskIdentifier: string, frontmatter: Record<string, un
   content: "# Fix the flaky test"
 })
 
-/** A world with one agent, an executor in detection mode, and a helper that spawns a run. */
-export const setup = (podBehaviour: PodBehaviour.Resolver, spec: Record<string, unknown> = {}) =>
-  Effect.gen(function* () {
-    const world = yield* World.make({ podBehaviour })
-    yield* world.cluster.applyConfig("claude", agentSpec(spec))
-    const executor = yield* world.startExecutor("detection")
-    const spawn = (taskId: string, frontmatter: Record<string, unknown> = {}) =>
-      executor.use(Effect.flatMap(Dispatcher, (d) => d.handle(taskEvent(taskId, frontmatter), Option.none())))
-    return { world, executor, spawn }
-  })
-
 export interface PublishedCommand {
   readonly key: string | null
   readonly operation: string
@@ -69,8 +58,6 @@ export const failures = (world: World.World) =>
 
 export const verdicts = (world: World.World) =>
   Effect.map(world.journal, (entries) => entries.filter((e) => e._tag === "Verdict"))
-
-export { InMemoryBus }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers for the behaviour, race, restart, publisher, sweeper and bad-input suites
@@ -100,8 +87,7 @@ export const makeWorld = (podBehaviour: PodBehaviour.Resolver, spec: Record<stri
 export const start = (world: World.World) =>
   Effect.gen(function* () {
     const executor = yield* world.startExecutor("detection")
-    const spawn = (taskId: string, frontmatter: Record<string, unknown> = {}) =>
-      executor.use(Effect.flatMap(Dispatcher, (d) => d.handle(taskEvent(taskId, frontmatter), Option.none())))
+    const spawn = (taskId: string, frontmatter: Record<string, unknown> = {}) => handleWith(executor)(taskEvent(taskId, frontmatter))
     return { executor, spawn }
   })
 
@@ -112,7 +98,7 @@ export const jobOf = (world: World.World, taskId: string) =>
   )
 
 export const jobByName = (world: World.World, name: string) =>
-  Effect.map(world.cluster.jobsSnapshot, (jobs) => Option.getOrUndefined(Option.fromNullable(jobs.find((j) => j.metadata.name === name))))
+  Effect.map(world.cluster.jobsSnapshot, (jobs) => jobs.find((j) => j.metadata.name === name))
 
 export const podsOf = (world: World.World, jobName: string) =>
   Effect.map(world.cluster.podsSnapshot, (pods) =>
@@ -295,9 +281,6 @@ export const settleUntil = <A>(check: Effect.Effect<A>, holds: (a: A) => boolean
     }
     return value
   })
-
-/** Moves the TestClock forward (never backwards), running everything due on the way. */
-export const advance = (millis: number) => TestClock.adjust(millis)
 
 /** Puts a message on the event topic as the controller would (keyed by task id); a string goes out verbatim. */
 export const produceEvent = (world: World.World, event: TaskEvent.TaskEvent | string, key: string | null = null) =>

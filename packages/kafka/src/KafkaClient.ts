@@ -34,6 +34,17 @@ export const describeError = (error: unknown): string => {
 export const attempt = <A>(operation: string, call: () => Promise<A>): Effect.Effect<A, KafkaCallError> =>
   Effect.tryPromise({ try: call, catch: (cause) => new KafkaCallError({ operation, cause }) })
 
+/** `effect` failing with `KafkaCallError` (`operation: timed out after <ms> ms`) unless it completes within `ms`. */
+export const withDeadline = <A, E, R>(
+  operation: string,
+  effect: Effect.Effect<A, E, R>,
+  ms: number
+): Effect.Effect<A, E | KafkaCallError, R> =>
+  Effect.timeoutFail(effect, {
+    duration: Duration.millis(ms),
+    onTimeout: () => new KafkaCallError({ operation, cause: `timed out after ${ms} ms` })
+  })
+
 /**
  * A best-effort clean-up step (abort, disconnect) that never blocks longer than `timeoutMs`, also
  * inside a finalizer: `Effect.timeout` cannot cut an uninterruptible region short, so the call runs

@@ -8,7 +8,7 @@ import {
   TaskEventSource,
   type TaskEventSourceShape
 } from "@executor/executor"
-import { attempt, cleanup, describeError, KafkaCallError, makeKafka, tlsOptions } from "./KafkaClient.js"
+import { attempt, cleanup, describeError, KafkaCallError, makeKafka, tlsOptions, withDeadline } from "./KafkaClient.js"
 import * as KafkaConfig from "./KafkaConfig.js"
 import type { KafkaConfigError } from "./KafkaConfig.js"
 import { nextOffset } from "./Offsets.js"
@@ -39,23 +39,12 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
   Effect.gen(function* () {
     const topic = Commands.topics(config.topicPrefix).event
     const { timeouts } = config
-    const retry = {
-      retries: timeouts.retries,
-      initialRetryTime: timeouts.initialRetryTimeMs,
-      maxRetryTime: timeouts.maxRetryTimeMs
-    }
     const live = yield* Ref.make(Option.none<Subscription>())
 
     // fail fast on unreadable TLS files; connections are made per subscription
     yield* tlsOptions(config)
 
     const toConsumeError = (error: KafkaCallError | KafkaConfigError) => new ConsumeError({ message: error.message })
-
-    const withDeadline = <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>, ms = timeouts.operationTimeoutMs) =>
-      Effect.timeoutFail(effect, {
-        duration: Duration.millis(ms),
-        onTimeout: () => new KafkaCallError({ operation, cause: `timed out after ${ms} ms` })
-      })
 
     // A join waits for the members that died without leaving (a crash in a broker outage) until the
     // group expels them: after their session, at most the rebalance timeout. A tighter bound gives up
@@ -74,7 +63,8 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
               rebalanceTimeout: timeouts.rebalanceTimeoutMs,
               heartbeatInterval: timeouts.heartbeatIntervalMs,
               maxWaitTimeInMs: timeouts.maxWaitTimeMs,
-              retry: { ...retry, restartOnFailure: () => Promise.resolve(false) }
+              // the rest of `retry` is the client's (makeKafka): kafkajs merges it under this
+              retry: { restartOnFailure: () => Promise.resolve(false) }
             }),
           catch: (cause) => new KafkaCallError({ operation: `create ${role}`, cause })
         })
@@ -134,7 +124,8 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
         Effect.zipRight(
           attempt("consumer connect", () => consumer.connect()),
           attempt("subscribe", () => consumer.subscribe({ topic, fromBeginning: true }))
-        )
+        ),
+        timeouts.operationTimeoutMs
       )
       // resolves once the consumer has joined the group (or crashed trying: see `crashed`)
       yield* withDeadline(
@@ -190,7 +181,7 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
           ),
         onNone: () => commitAsNewMember(offset, next)
       })
-      yield* withDeadline("commit", committed).pipe(Effect.mapError(toConsumeError))
+      yield* withDeadline("commit", committed, timeouts.operationTimeoutMs).pipe(Effect.mapError(toConsumeError))
     })
 
     return TaskEventSource.of({

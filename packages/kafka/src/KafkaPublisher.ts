@@ -1,9 +1,16 @@
 import { randomUUID } from "node:crypto"
-import { type ConfigError, DateTime, Duration, Effect, Layer, Option, Ref, type Scope } from "effect"
+import { type ConfigError, DateTime, Effect, Layer, Option, Ref, type Scope } from "effect"
 import type { Message, Producer, Transaction } from "kafkajs"
 import { Commands } from "@executor/domain"
-import { type CommandPublisherShape, type ConsumedOffset, CommandPublisher, PublishError, validateCommands } from "@executor/executor"
-import { attempt, cleanup, KafkaCallError, makeKafka } from "./KafkaClient.js"
+import {
+  type CommandPublisherShape,
+  type ConsumedOffset,
+  CommandPublisher,
+  encodeCommand,
+  PublishError,
+  validateCommands
+} from "@executor/executor"
+import { attempt, cleanup, KafkaCallError, makeKafka, withDeadline } from "./KafkaClient.js"
 import * as KafkaConfig from "./KafkaConfig.js"
 import type { KafkaConfigError } from "./KafkaConfig.js"
 import { nextOffset } from "./Offsets.js"
@@ -49,12 +56,8 @@ export const make = (
             idempotent: true,
             maxInFlightRequests: 1,
             transactionalId: config.transactionalId,
-            transactionTimeout: timeouts.transactionTimeoutMs,
-            retry: {
-              retries: timeouts.retries,
-              initialRetryTime: timeouts.initialRetryTimeMs,
-              maxRetryTime: timeouts.maxRetryTimeMs
-            }
+            transactionTimeout: timeouts.transactionTimeoutMs
+            // no `retry`: kafkajs gives the producer the client's (makeKafka)
           }),
         catch: (cause) => new KafkaCallError({ operation: "create producer", cause })
       })
@@ -118,12 +121,7 @@ export const make = (
       Effect.gen(function* () {
         const requestId = randomUUID()
         const requestTime = DateTime.formatIso(yield* DateTime.now)
-        const envelope = Commands.toEnvelope(command, { requestId, requestTime, initiator })
-        const value = yield* Effect.try({
-          try: () => JSON.stringify(envelope),
-          catch: (cause) => new PublishError({ kind: "invalid", message: `not serialisable as JSON: ${String(cause)}` })
-        })
-        return { key: Commands.taskIdOf(command), value }
+        return yield* encodeCommand(command, { requestId, requestTime, initiator })
       })
 
     const publish = Effect.fn("KafkaPublisher.publish")(function* (
@@ -141,11 +139,7 @@ export const make = (
             inTransaction(transaction, messages, offsets)
           )
         ),
-        Effect.timeoutFail({
-          duration: Duration.millis(timeouts.publishTimeoutMs),
-          onTimeout: () =>
-            new KafkaCallError({ operation: "publish", cause: `timed out after ${timeouts.publishTimeoutMs} ms` })
-        }),
+        (effect) => withDeadline("publish", effect, timeouts.publishTimeoutMs),
         // failed, timed out or interrupted: this producer is not trusted again
         Effect.onError(() => discard),
         Effect.mapError((error) => new PublishError({ kind: "unavailable", message: error.message })),

@@ -133,8 +133,9 @@ export const applyCrd = (options: {
     // The model classes name `x-kubernetes-validations` `x_kubernetes_validations`: go through them.
     const body = Wire.fromWire<k8s.V1CustomResourceDefinition>(manifest(options.apiGroup), "V1CustomResourceDefinition")
 
+    const readCrd = Api.call("readCrd", name, (o) => api.readCustomResourceDefinition({ name }, o))
     const replace = Effect.gen(function*() {
-      const existing = yield* Api.call("readCrd", name, (o) => api.readCustomResourceDefinition({ name }, o))
+      const existing = yield* readCrd
       const resourceVersion = existing.metadata?.resourceVersion
       yield* Api.call("replaceCrd", name, (o) =>
         api.replaceCustomResourceDefinition({
@@ -149,7 +150,7 @@ export const applyCrd = (options: {
       Effect.catchIf(Api.isConflict, () => replace)
     )
 
-    const established = Api.call("readCrd", name, (o) => api.readCustomResourceDefinition({ name }, o)).pipe(
+    const established = readCrd.pipe(
       Effect.map((crd) => {
         const conditions = crd.status?.conditions ?? []
         const isTrue = (type: string) => conditions.some((c) => c.type === type && c.status === "True")

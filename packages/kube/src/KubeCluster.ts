@@ -58,11 +58,15 @@ const decodeConfigObject = (wire: unknown) =>
 const isList = (value: unknown): value is k8s.KubernetesListObject<k8s.KubernetesObject> =>
   typeof value === "object" && value !== null && Array.isArray((value as { readonly items?: unknown }).items)
 
-const byCreation = (a: Kube.Job, b: Kube.Job): number => {
-  const ka = `${a.metadata.creationTimestamp ?? ""}\u0000${a.metadata.name}`
-  const kb = `${b.metadata.creationTimestamp ?? ""}\u0000${b.metadata.name}`
-  return ka < kb ? -1 : ka > kb ? 1 : 0
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+const byCreation = (a: Kube.Job, b: Kube.Job): number =>
+  compare(a.metadata.creationTimestamp ?? "", b.metadata.creationTimestamp ?? "") || compare(a.metadata.name, b.metadata.name)
+
+interface Owned {
+  readonly metadata?: { readonly ownerReferences?: ReadonlyArray<{ readonly kind?: string; readonly name?: string }> | undefined } | undefined
 }
+const ownedBy = (jobName: string) => (object: Owned): boolean =>
+  object.metadata?.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false
 
 /** A 409 only means "re-read and try again": retry quickly, a bounded number of times. */
 const finalizerConflictRetry = Schedule.exponential("10 millis").pipe(
@@ -161,7 +165,7 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
         Effect.mapError(Api.toClusterError),
         Effect.flatMap((list) =>
           Effect.forEach(
-            list.items.filter((pod) => pod.metadata?.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false),
+            list.items.filter(ownedBy(jobName)),
             decodeLive("listPods", jobName, Kube.decodePod, "V1Pod")
           ))
       )
@@ -174,13 +178,9 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
       job: jobs.get,
       readJob: readJobLive,
       readPodsOfJob: readPodsOfJobLive,
-      jobs: Effect.map(jobs.list, (all) =>
-        all.filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined).sort(byCreation)),
-      podsOfJob: (jobName) =>
-        Effect.map(pods.list, (all) =>
-          all.filter((pod) =>
-            pod.metadata.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false
-          ))
+      // the informer selects on the task-id label: every cached Job carries it
+      jobs: Effect.map(jobs.list, (all) => [...all].sort(byCreation)),
+      podsOfJob: (jobName) => Effect.map(pods.list, (all) => all.filter(ownedBy(jobName)))
     }
 
     // --- writes ----------------------------------------------------------------------------

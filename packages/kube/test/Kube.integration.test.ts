@@ -11,7 +11,8 @@ import { type JobBuilder, Kube, Labels } from "@executor/domain"
 import { ClusterOps, ClusterWatch, type WatchEvent } from "@executor/executor"
 import { Api, Crd, Informer, KubeCluster, KubeConfig, Lease } from "@executor/kube"
 import { Duration, Effect, Either, Layer, Metric, Option, Ref, Schedule, Schema, TestClock, TestContext } from "effect"
-import { named, operator, redirected, statusMessage, subscribe, tcpProxy } from "./support.js"
+import { messageOf } from "../../../test/support/kube.js"
+import { named, operator, redirected, subscribe, tcpProxy } from "./support.js"
 
 const kubeconfig = process.env["KUBECONFIG"] ?? ""
 const names = Labels.names()
@@ -147,7 +148,7 @@ if (kubeconfig === "") {
         const reject = (name: string, spec: object) =>
           op.createConfig(group, ns, name, spec).pipe(
             Effect.flip,
-            Effect.map(statusMessage),
+            Effect.map(messageOf),
             // The CR endpoint can answer 404 for a moment after the CRD is Established (infra.md B7).
             Effect.retry({ schedule: Schedule.spaced("200 millis"), times: 25, while: (e) => !(e instanceof Error) })
           )

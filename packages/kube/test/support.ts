@@ -51,17 +51,6 @@ export const operator = (kc: k8s.KubeConfig) => {
   }
 }
 
-/** The API server's `Status.message` of a rejected call (client-node puts the raw body on the error). */
-export const statusMessage = (error: unknown): string => {
-  const body = (error as { readonly body?: unknown } | undefined)?.body
-  if (typeof body !== "string") return String(error)
-  try {
-    return String((JSON.parse(body) as { readonly message?: unknown }).message)
-  } catch {
-    return body
-  }
-}
-
 export interface Subscription<A> {
   /** Waits for the next event (from now on) that satisfies `predicate`; earlier ones are consumed. */
   readonly next: (

@@ -18,6 +18,7 @@ import {
   type ConsumedOffset,
   CommandPublisher,
   ConsumeError,
+  encodeCommand,
   PublishError,
   TaskEventSource,
   validateCommands
@@ -301,12 +302,8 @@ export const layerPublisher = (bus: InMemoryBus, options: PublisherOptions): Lay
     Effect.gen(function* () {
       const requestId = yield* randomUuidV4
       const requestTime = DateTime.formatIso(yield* DateTime.now)
-      const envelope = Commands.toEnvelope(command, { requestId, requestTime, initiator })
-      const value = yield* Effect.try({
-        try: () => JSON.stringify(envelope),
-        catch: (cause) => new PublishError({ kind: "invalid", message: `not serialisable as JSON: ${String(cause)}` })
-      })
-      return { topic, key: Commands.taskIdOf(command), value }
+      const { key, value } = yield* encodeCommand(command, { requestId, requestTime, initiator })
+      return { topic, key, value }
     })
 
   const publish = Effect.fn("InMemoryBus.publish")(function* (

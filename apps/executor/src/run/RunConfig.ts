@@ -11,7 +11,6 @@ export interface RunConfig {
   readonly applyCrd: boolean
   readonly build: { readonly version: string; readonly commit: string; readonly date: Option.Option<string> }
   readonly logLevel: string
-  readonly sentryDsn: Option.Option<Redacted.Redacted>
 }
 
 const invalid = (path: string, message: string) => ConfigError.InvalidData([path], message)
@@ -66,8 +65,8 @@ export const runConfig: Config.Config<RunConfig> = Config.all({
   version: Config.string("BUILD_GIT_VERSION").pipe(Config.withDefault("dev")),
   commit: Config.string("BUILD_GIT_COMMIT").pipe(Config.withDefault("none")),
   date: Config.option(Config.string("BUILD_DATE")),
-  logLevel: Config.string("LOG_LEVEL").pipe(Config.withDefault("info")),
-  sentryDsn: Config.option(Config.redacted("SENTRY_DSN"))
+  logLevel: Config.string("LOG_LEVEL").pipe(Config.withDefault("info"))
+  // SENTRY_DSN is accepted (as any unread variable is) for compatibility; errors go to the logs
 }).pipe(
   Config.map((c): RunConfig => ({
     listen: c.listen,
@@ -85,7 +84,6 @@ export const runConfig: Config.Config<RunConfig> = Config.all({
     agentsAuthSecret: c.agentsAuthSecret,
     applyCrd: c.applyCrd,
     build: { version: c.version, commit: c.commit, date: c.date },
-    logLevel: c.logLevel,
-    sentryDsn: c.sentryDsn
+    logLevel: c.logLevel
   }))
 )

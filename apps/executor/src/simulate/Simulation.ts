@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Logger, LogLevel, Option, Random, Ref, Stream } from "effect"
+import { Clock, Duration, Effect, Logger, LogLevel, Option, Random, Stream } from "effect"
 import { Commands, Kube } from "@executor/domain"
 import { parseCron, type VerdictSource } from "@executor/executor"
 import { AgentModel, ControllerModel, type InMemoryCluster, VirtualTime, World } from "@executor/testkit"
@@ -84,11 +84,11 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
       topicPrefix: world.settings.topicPrefix,
       taskIdLabel: world.settings.names.taskIdLabel
     })
-    const interventions = yield* Ref.make<ReadonlyArray<Line>>([])
+    // Lines recorded as the world runs, read once it has settled (appends: no copy per line).
+    const interventions: Array<Line> = []
+    const notices: Array<Line> = []
     const note = (what: string, detail: string) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Ref.update(interventions, (all): ReadonlyArray<Line> => [...all, { t: now - epochMillis, kind: "intervention", what, detail }])
-      )
+      Effect.map(Clock.currentTimeMillis, (now) => void interventions.push({ t: now - epochMillis, kind: "intervention", what, detail }))
 
     for (const agent of scenario.agents ?? []) yield* world.cluster.applyConfig(agent.name, agent.spec)
 
@@ -97,9 +97,8 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
     )
     const startExecutor = world.startExecutor("full", Option.isSome(cron) ? { healthcheckCron: cron.value } : {})
     let executor = yield* startExecutor
-    const notices = yield* Ref.make<ReadonlyArray<Line>>([])
     yield* world.cluster.notices.pipe(
-      Stream.runForEach((notice) => Ref.update(notices, (all) => [...all, noticeLine(notice)])),
+      Stream.runForEach((notice) => Effect.sync(() => void notices.push(noticeLine(notice)))),
       Effect.forkScoped
     )
     const finished = new Set<string>()
@@ -108,7 +107,8 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
         Effect.gen(function* () {
           if (event._tag !== "Upsert") return
           const job = event.object
-          const done = Kube.jobSucceeded(job) ? Option.some("Complete" as const) : Option.as(Kube.jobFailedCondition(job), "Failed" as const)
+          const failed = Kube.jobFailedCondition(job)
+          const done = Kube.jobSucceeded(job) ? Option.some("Complete" as const) : Option.as(failed, "Failed" as const)
           if (Option.isNone(done) || finished.has(job.metadata.name)) return
           finished.add(job.metadata.name)
           const now = yield* Clock.currentTimeMillis
@@ -118,9 +118,9 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
             task: Kube.label(job.metadata, world.settings.names.taskIdLabel),
             job: job.metadata.name,
             outcome: done.value,
-            reason: Option.getOrElse(Option.flatMap(Kube.jobFailedCondition(job), (c) => Option.fromNullable(c.reason)), () => "")
+            reason: Option.getOrElse(Option.flatMap(failed, (c) => Option.fromNullable(c.reason)), () => "")
           }
-          yield* Ref.update(notices, (all) => [...all, line])
+          notices.push(line)
         })
       ),
       Effect.forkScoped
@@ -178,7 +178,7 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
     const journal = yield* world.journal
     const commands = yield* world.bus.records(topics.request)
     const lines: Array<Line> = [
-      ...(yield* Ref.get(notices)),
+      ...notices,
       ...journal.flatMap((entry): Array<Line> =>
         entry._tag === "Verdict"
           ? [
@@ -206,7 +206,7 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
           data: envelope.data
         }
       }),
-      ...(yield* Ref.get(interventions))
+      ...interventions
     ]
       // Jittered retries can fall between milliseconds; the output counts whole ones.
       .map((line) => ({ ...line, t: Math.round(line.t) }))

@@ -3,13 +3,13 @@
 // test/infra/prepare.sh caches; stopped by its pid only.
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs"
+import { closeSync, existsSync, openSync } from "node:fs"
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
-import { createServer } from "node:net"
-import { homedir, tmpdir } from "node:os"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { Data, Effect, Ref, Schedule } from "effect"
+import { cachedEnv, freePort as freeTcpPort } from "../../../../test/support/stack.js"
 
 export class BrokerError extends Data.TaggedError("BrokerError")<{ readonly message: string }> {}
 
@@ -20,35 +20,16 @@ export interface Binaries {
 
 /** `JAVA_BIN` and `KAFKA_LIBS` from the environment, else from the cache's env.sh of prepare.sh. */
 export const findBinaries = (): Binaries | undefined => {
-  const fromEnvSh = (): Record<string, string> => {
-    const cache =
-      process.env["INFRA_CACHE"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "agent-executor-infra")
-    const file = join(cache, "env.sh")
-    if (!existsSync(file)) return {}
-    return Object.fromEntries(
-      readFileSync(file, "utf8")
-        .split("\n")
-        .flatMap((line) => {
-          const match = /^export ([A-Z_]+)='([^']*)'$/.exec(line.trim())
-          return match?.[1] !== undefined && match[2] !== undefined ? [[match[1], match[2]] as const] : []
-        })
-    )
-  }
-  const envSh = fromEnvSh()
+  const envSh = cachedEnv()
   const java = process.env["JAVA_BIN"] ?? envSh["JAVA_BIN"]
   const libs = process.env["KAFKA_LIBS"] ?? envSh["KAFKA_LIBS"]
   if (java === undefined || libs === undefined || !existsSync(java) || !existsSync(libs)) return undefined
   return { java, libs }
 }
 
-const freePort = Effect.async<number, BrokerError>((resume) => {
-  const server = createServer()
-  server.once("error", (error) => resume(Effect.fail(new BrokerError({ message: String(error) }))))
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
+const freePort = Effect.tryPromise({
+  try: freeTcpPort,
+  catch: (error) => new BrokerError({ message: String(error) })
 })
 
 export interface PrivateBroker {
