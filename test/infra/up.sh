@@ -151,8 +151,12 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 logger.state.name = state.change.logger
 logger.state.level = WARN
 EOF
-# cluster id: 16 random bytes, base64url without padding (what StorageTool random-uuid prints)
-CLUSTER_ID=$(openssl rand 16 | base64 | tr '+/' '-_' | tr -d '=\n')
+# cluster id: 16 random bytes, base64url without padding (what StorageTool random-uuid prints); like
+# Kafka's own Uuid.randomUuid, never one that starts with "-", which the tool would read as an option
+CLUSTER_ID=-
+while [ "${CLUSTER_ID#-}" != "$CLUSTER_ID" ]; do
+  CLUSTER_ID=$(openssl rand 16 | base64 | tr '+/' '-_' | tr -d '=\n')
+done
 KAFKA_CP="$KAFKA_LIBS/*"
 T_FORMAT=$(now)
 "$JAVA_BIN" -cp "$KAFKA_CP" -Dlog4j2.configurationFile="$KC/log4j2.properties" \

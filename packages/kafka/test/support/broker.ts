@@ -103,7 +103,9 @@ export const privateBroker = (binaries: Binaries) =>
       await writeFile(log4jFile, log4j)
     })
     const classpath = join(binaries.libs, "*")
-    const clusterId = randomBytes(16).toString("base64url")
+    // never one that starts with "-": the storage tool would read it as an option (as Kafka's Uuid.randomUuid avoids)
+    let clusterId = randomBytes(16).toString("base64url")
+    while (clusterId.startsWith("-")) clusterId = randomBytes(16).toString("base64url")
     yield* Effect.tryPromise({
       try: () =>
         promisify(execFile)(binaries.java, [
