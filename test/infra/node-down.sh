@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # node-down.sh RUN_DIR - stop the node of test/infra/node-up.sh RUN_DIR (idempotent), then check
 # that nothing is left: exits 1 (listing what) if a process of the node's mount namespace or pod
-# network namespaces, one of its cgroups, one of its mounts or one of its links is still there.
+# network namespaces, one of its cgroups, one of its mounts or one of its links is still there, or
+# if containerd's log shows a pull of an image from anywhere but the node's registry (127.0.0.1:5001)
+# or the unreachable one (127.0.0.1:5999).
 #
 # By pid only, never by name: the recorded pids (each checked to be in the node's mount namespace,
 # so a recycled pid is left alone), the processes in the node's cgroups (its containers), and the
@@ -127,6 +129,10 @@ if [ -n "$CGROUP_ROOT" ]; then
 fi
 if grep -qF " $RUN/" /proc/self/mountinfo; then problems+=("mounts under $RUN: $(grep -cF " $RUN/" /proc/self/mountinfo)"); fi
 for l in an0 an0-peer cni0; do ip link show "$l" >/dev/null 2>&1 && problems+=("link $l"); done
+# containerd logs `PullImage "REF"` for every pull the kubelet asks for
+others=$(grep -o 'msg="PullImage \\"[^\\]*' "$N/containerd.log" 2>/dev/null | sed 's/.*\\"//' |
+  grep -v -e '^127\.0\.0\.1:5001/' -e '^127\.0\.0\.1:5999/' | sort -u | tr '\n' ' ' || true)
+[ -z "$others" ] || problems+=("pulls of images from outside the node's registry (they only reached 127.0.0.1:1, see hosts.toml): $others")
 
 if [ ${#problems[@]} -gt 0 ]; then
   say "LEFT BEHIND after $(since "$T0") s:"

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto"
 import * as k8s from "@kubernetes/client-node"
 import type { NodeInfo } from "./nodeEnv.js"
-import { eventually } from "./wait.js"
+import { eventually, sleep } from "./wait.js"
 
 export interface NodeClients {
   readonly kc: k8s.KubeConfig
@@ -67,12 +67,25 @@ export const createJob = (
     }
   })
 
-/** The Job's condition of `type` once it is True. */
-export const jobCondition = (clients: NodeClients, namespace: string, name: string, type: string, timeoutMs = 60_000) =>
-  eventually(`Job ${namespace}/${name} ${type}`, timeoutMs, async () => {
+const terminalConditions = ["Complete", "Failed"]
+
+/**
+ * The Job's condition of `type` once it is True. Waiting for one terminal condition fails at once
+ * when the Job ends with the other.
+ */
+export const jobCondition = async (clients: NodeClients, namespace: string, name: string, type: string, timeoutMs = 60_000) => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
     const job = await clients.batch.readNamespacedJob({ name, namespace })
-    return job.status?.conditions?.find((c) => c.type === type && c.status === "True")
-  })
+    const conditions = (job.status?.conditions ?? []).filter((c) => c.status === "True")
+    const wanted = conditions.find((c) => c.type === type)
+    if (wanted !== undefined) return wanted
+    const other = conditions.find((c) => terminalConditions.includes(c.type) && terminalConditions.includes(type))
+    if (other !== undefined) throw new Error(`Job ${namespace}/${name} is ${other.type} (${other.reason}: ${other.message}), not ${type}`)
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for Job ${namespace}/${name} ${type}`)
+    await sleep(250)
+  }
+}
 
 /** The Job's pod (the first one), once there is one and `accept` says it is what we wait for. */
 export const jobPod = (
