@@ -7,8 +7,8 @@
 #
 # By pid only, never by name: the recorded pids (each checked to be in the node's mount namespace,
 # so a recycled pid is left alone), the processes in the node's cgroups (its containers), and the
-# processes of its mount namespace (the containerd shims). Order: controller manager and scheduler,
-# kubelet, containers (SIGKILL), containerd, shims, registry; then down.sh (Kafka, kube-apiserver,
+# processes of its mount namespace (the containerd shims). Order: controller manager, scheduler and
+# registry, kubelet, containers (SIGKILL), containerd, shims; then down.sh (Kafka, kube-apiserver,
 # etcd); last the holder of the mount namespace, whose mounts go with it; then the cgroups and links.
 set -uo pipefail
 
@@ -90,14 +90,13 @@ if [ -f "$N/holder.pid" ] && live "$(cat "$N/holder.pid")"; then
     stat -L -c 'net:[%i]' "$f" 2>/dev/null; done | sort -u)
 fi
 
-stop kube-controller-manager kube-scheduler
+stop kube-controller-manager kube-scheduler registry
 stop kubelet
 # shellcheck disable=SC2046
 kill_all containers $(cgroup_pids)
 stop containerd
 # shellcheck disable=SC2046
 kill_all "containerd shims" $(mntns_pids)
-stop registry
 bash "$HERE/down.sh" "$RUN"
 # anything else that was started into the namespace
 # shellcheck disable=SC2046

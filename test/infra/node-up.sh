@@ -77,10 +77,12 @@ port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 for p in 2379 2380 6443 9092 9093 5001 5999 10248 10257 10259; do ! port_open "$p" || die "port $HOST:$p is in use"; done
 if [ -f "$N/holder.pid" ] && kill -0 "$(cat "$N/holder.pid")" 2>/dev/null; then die "a node already runs in $RUN (node-down.sh first)"; fi
 
-UP_OK=0
+UP_OK=0 UP_PID=""
 on_exit() {
   local rc=$? l
   [ "$UP_OK" = 1 ] && return 0
+  # up.sh first (it stops what it started), so that it starts nothing after node-down.sh
+  if [ -n "${UP_PID:-}" ] && kill -0 "$UP_PID" 2>/dev/null; then kill -TERM "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
   echo "node-up.sh: FAILED (rc=$rc); last 40 lines of each log:" >&2
   for l in "$RUN"/*.log "$N"/*.log; do
     [ -f "$l" ] || continue

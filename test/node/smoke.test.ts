@@ -36,7 +36,11 @@ describe.skipIf(node === undefined).concurrent("a real single-node cluster", () 
 
   it("runs a Job of the agent image, pulled with imagePullPolicy Always from the registry in the namespace, to Succeeded", async () => {
     const resolvedBefore = agentTagResolutions(node!.logs.registry)
-    await createJob(clients, namespace, "agent-ok", agentContainer(node!.images.agent, { AGENT_STDOUT: "hello from the agent" }))
+    // shaped like the executor's Jobs: their default resources, and a pull secret that need not exist
+    const resources = { requests: { cpu: "20m", memory: "20Mi" }, limits: { cpu: "50m", memory: "50Mi" } }
+    await createJob(clients, namespace, "agent-ok", agentContainer(node!.images.agent, { AGENT_STDOUT: "hello from the agent" }, { resources }), {
+      imagePullSecrets: [{ name: "docker" }]
+    })
 
     await jobCondition(clients, namespace, "agent-ok", "Complete")
     const pod = await jobPod(clients, namespace, "agent-ok", (p) => p.status?.phase === "Succeeded", "Succeeded")
