@@ -8,7 +8,11 @@ import { configDefaults, defineConfig } from "vitest/config"
 //   integration-serial  the suite that restarts the shared API server (the kube adapter suite):
 //                       alone, after the other two projects are done (sequence.groupOrder)
 //                       (test/e2e/faults.test.ts starts a stack of its own for its faults)
+//   node                test/node against a real single-node Kubernetes (test/nodeGlobalSetup.ts,
+//                       test/infra/node-up.sh): Kubernetes itself writes every status
 // `vitest run --project unit` runs the unit tests alone (no servers are started).
+// The integration and node projects run inside a network namespace of their own: `pnpm test` runs
+// vitest through test/infra/run-vitest.sh (prepare.sh, then test/infra/in-netns.sh).
 // SKIP_INTEGRATION=1 skips the integration projects on a machine without the binaries (ignored
 // when CI=true or INTEGRATION_REQUIRED=1: then a missing stack fails the run).
 
@@ -18,6 +22,7 @@ const integrationFiles = [
   "test/**/*.test.ts"
 ]
 const disruptiveFiles = ["packages/kube/test/Kube.integration.test.ts"]
+const nodeFiles = ["test/node/**/*.test.ts"]
 
 export default defineConfig({
   test: {
@@ -39,7 +44,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: integrationFiles,
-          exclude: [...configDefaults.exclude, "test/infra/**", ...disruptiveFiles],
+          exclude: [...configDefaults.exclude, "test/infra/**", ...disruptiveFiles, ...nodeFiles],
           globalSetup: ["test/globalSetup.ts"],
           testTimeout: 120_000,
           hookTimeout: 180_000,
@@ -59,6 +64,18 @@ export default defineConfig({
           // one worker runs these files one after another
           poolOptions: { forks: { singleFork: true } },
           sequence: { groupOrder: 1 }
+        }
+      },
+      {
+        extends: true,
+        test: {
+          name: "node",
+          include: nodeFiles,
+          globalSetup: ["test/nodeGlobalSetup.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          maxConcurrency: 20,
+          sequence: { groupOrder: 0 }
         }
       }
     ]

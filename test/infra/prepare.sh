@@ -4,6 +4,12 @@
 #   Kafka 4.x jars      (Maven, test/infra/kafka/pom.xml)  -> $CACHE/kafka-<v>/libs
 #   etcd 3.6.x          (Go module proxy, wrapper module)  -> $CACHE/bin/etcd-v<v>
 #   kube-apiserver 1.x  (Go module proxy, wrapper module)  -> $CACHE/bin/kube-apiserver-v<v>
+#   and for the real node of test/infra/node-up.sh (PREPARE_NODE=0 skips these):
+#   containerd, runc, CNI plugins, umoci, skopeo, busybox-static (Debian, installed when missing)
+#   kubelet, kube-controller-manager, kube-scheduler, kubectl (same version as kube-apiserver, one
+#                       go build in one wrapper module)         -> $CACHE/bin/kube-node-v<v>/
+#   the pause and agent images (test/infra/images/build.sh, keyed by a hash of its inputs)
+#                                                               -> $CACHE/images-<hash>/
 #   $CACHE/env.sh       (KAFKA_LIBS, ETCD_BIN, KUBE_APISERVER_BIN, JAVA_BIN, ... ; source it)
 #
 # CACHE = ${XDG_CACHE_HOME:-$HOME/.cache}/agent-executor-infra (override: INFRA_CACHE).
@@ -80,11 +86,14 @@ build_etcd() { # version
 }
 
 # ---------------------------------------------------------------- kube-apiserver (Go) --
-build_kube() { # version
-  local v=$1 sv minor bin=$CACHE/bin/kube-apiserver-v$1 w=$CACHE/build/kube-apiserver-v$1 kmod m
-  sv="0.${v#1.}"; minor=$(echo "$v" | cut -d. -f2)
+# kube_module DIR VERSION CMD...: a fresh wrapper module in DIR (cwd afterwards) that requires
+# k8s.io/kubernetes at VERSION and the commands k8s.io/kubernetes/cmd/CMD
+kube_module() {
+  local w=$1 v=$2 sv kmod m c
+  shift 2
+  sv="0.${v#1.}"
   rm -rf "$w"; mkdir -p "$w"; cd "$w"
-  go mod init local.invalid/kube-apiserver-build
+  go mod init "local.invalid/$(basename "$w")-build"
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...;
   # a consumer must replace each with the published v0.X.Y (kubernetes/kubernetes#79384).
   local dl; dl=$(go mod download -json "k8s.io/kubernetes@v$v" 2>&1 || true)
@@ -94,16 +103,93 @@ build_kube() { # version
     go mod edit -replace="$m=$m@v$sv"
   done
   echo "replaced $(grep -c '=> k8s.io/' go.mod) staging modules with v$sv"
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@v$v"
-  local t; t=$(now)
-  "${TIMEV[@]}" "${NICE[@]}" go build -p "$GO_BUILD_JOBS" -trimpath -o "$bin.tmp" -ldflags "-s -w \
+  for c in "$@"; do go get "k8s.io/kubernetes/cmd/$c@v$v"; done
+}
+# kube_build VERSION OUT CMD...: go build of k8s.io/kubernetes/cmd/CMD... to OUT (a file for one
+# command, a directory ending in / for several), version stamped like an upstream build
+kube_build() {
+  local v=$1 out=$2 minor c t pkgs=()
+  shift 2
+  minor=$(echo "$v" | cut -d. -f2)
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  t=$(now)
+  "${TIMEV[@]}" "${NICE[@]}" go build -p "$GO_BUILD_JOBS" -trimpath -o "$out" -ldflags "-s -w \
      -X k8s.io/component-base/version.gitVersion=v$v \
      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
      -X k8s.io/component-base/version.gitTreeState=clean" \
-     k8s.io/kubernetes/cmd/kube-apiserver
+     "${pkgs[@]}"
   echo "compile+link: $(since "$t") s"
+}
+build_kube() { # version
+  local v=$1 bin=$CACHE/bin/kube-apiserver-v$1
+  kube_module "$CACHE/build/kube-apiserver-v$v" "$v" kube-apiserver
+  kube_build "$v" "$bin.tmp" kube-apiserver
   "$bin.tmp" --version
   mv "$bin.tmp" "$bin"
+}
+
+# ---------------------------------------------------------------- node binaries (Go) --
+KUBE_NODE_CMDS="kubelet kube-controller-manager kube-scheduler kubectl"
+build_kube_node() { # version: one build of all, into a directory renamed when complete
+  local v=$1 d=$CACHE/bin/kube-node-v$1 c
+  # shellcheck disable=SC2086
+  kube_module "$CACHE/build/kube-node-v$v" "$v" $KUBE_NODE_CMDS
+  rm -rf "$d.tmp"; mkdir -p "$d.tmp"
+  # shellcheck disable=SC2086
+  kube_build "$v" "$d.tmp/" $KUBE_NODE_CMDS
+  for c in $KUBE_NODE_CMDS; do
+    if [ "$c" = kubectl ]; then "$d.tmp/$c" version --client; else "$d.tmp/$c" --version; fi
+  done
+  rm -rf "$d"; mv "$d.tmp" "$d"
+}
+
+# ---------------------------------------------------------------- node packages (Debian) --
+# what:package pairs, what being a command or an absolute path
+DEB_NEEDS="containerd:containerd ctr:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins
+  /usr/lib/cni/host-local:containernetworking-plugins /usr/lib/cni/loopback:containernetworking-plugins
+  umoci:umoci skopeo:skopeo /bin/busybox:busybox-static gcc:gcc /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev
+  unshare:util-linux nsenter:util-linux ip:iproute2 openssl:openssl"
+debs_missing() {
+  local need what pkg out=""
+  for need in $DEB_NEEDS; do
+    what=${need%%:*}; pkg=${need#*:}
+    case $what in
+      /*) [ -e "$what" ] ;;
+      *) command -v "$what" >/dev/null 2>&1 ;;
+    esac || out="$out $pkg"
+  done
+  # the /bin/busybox of the dynamically linked busybox package is no use in an image
+  if [ -e /bin/busybox ] && ! dpkg -s busybox-static >/dev/null 2>&1; then out="$out busybox-static"; fi
+  # shellcheck disable=SC2086
+  dedupe $out
+}
+ensure_debs() { # install what is missing; apt-get update only then
+  local missing t; missing=$(debs_missing)
+  if [ -z "$missing" ]; then say "debian packages: all present (0.0 s)"; return 0; fi
+  [ "$(id -u)" = 0 ] || { say "debian packages missing ($missing) and not root: install them, or PREPARE_NODE=0"; return 1; }
+  t=$(now); say "debian packages: installing $missing (log: $LOGS/apt.log)"
+  # shellcheck disable=SC2086
+  {
+    apt-get -o DPkg::Lock::Timeout=600 update &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing
+  } >"$LOGS/apt.log" 2>&1 || { record_failure debian-packages "$missing" "$LOGS/apt.log"; return 1; }
+  missing=$(debs_missing)
+  [ -z "$missing" ] || { say "debian packages: still missing after install: $missing"; return 1; }
+  say "debian packages: installed in $(since "$t") s"
+}
+
+# ---------------------------------------------------------------- node images --
+images_key() { # what the images are made of: the build files, busybox and gcc
+  { cat "$HERE/images/build.sh" "$HERE/images/pause.c" "$HERE/images/agent.sh"
+    dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || true
+    gcc -dumpfullversion 2>/dev/null || true
+  } | sha256sum | cut -c1-12
+}
+build_images() { # key
+  local d=$CACHE/images-$1
+  rm -rf "$d.tmp"
+  bash "$HERE/images/build.sh" "$d.tmp"
+  rm -rf "$d"; mv "$d.tmp" "$d"
 }
 
 # ---------------------------------------------------------------- version selection --
@@ -112,6 +198,8 @@ is_cached() { # kind version
     kafka) kafka_ok "$2" ;;
     etcd) [ -x "$CACHE/bin/etcd-v$2" ] ;;
     kube-apiserver) [ -x "$CACHE/bin/kube-apiserver-v$2" ] ;;
+    kube-node) [ -d "$CACHE/bin/kube-node-v$2" ] ;;
+    images) [ -f "$CACHE/images-$2/images.env" ] ;;
   esac
 }
 failed_before() { [ -z "${INFRA_RETRY_FAILED:-}" ] && [ -f "$CACHE/failed/$1-$2" ]; }
@@ -150,7 +238,10 @@ first_cached() { # kind version...: the version provide would pick without build
 }
 
 if [ "${1:-}" = __step ]; then # internal: build one artifact (see provide)
-  case $2 in kafka) build_kafka "$3" ;; etcd) build_etcd "$3" ;; kube-apiserver) build_kube "$3" ;; esac
+  case $2 in
+    kafka) build_kafka "$3" ;; etcd) build_etcd "$3" ;; kube-apiserver) build_kube "$3" ;;
+    kube-node) build_kube_node "$3" ;; images) build_images "$3" ;;
+  esac
   exit 0
 fi
 
@@ -164,7 +255,8 @@ command -v go >/dev/null || { echo "prepare.sh: go not found" >&2; exit 1; }
 command -v mvn >/dev/null || { echo "prepare.sh: mvn not found" >&2; exit 1; }
 [ -n "$JAVA_BIN" ] && [ -x "$JAVA_BIN" ] || { echo "prepare.sh: java not found" >&2; exit 1; }
 
-BUILD_PID="" KAFKA_PID="" KAFKA_SEL="" ETCD_SEL="" KUBE_SEL=""
+PREPARE_NODE=${PREPARE_NODE:-1}
+BUILD_PID="" KAFKA_PID="" KAFKA_SEL="" ETCD_SEL="" KUBE_SEL="" NODE_PID="" IMAGES_KEY=""
 kill_tree() { # pid: the process and its descendants, by pid only
   local p c; p=$1
   for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do kill_tree "$c"; done
@@ -172,7 +264,7 @@ kill_tree() { # pid: the process and its descendants, by pid only
 }
 cleanup() { # on any exit: stop background steps still running
   local p
-  for p in $KAFKA_PID $BUILD_PID; do kill -0 "$p" 2>/dev/null && kill_tree "$p"; done
+  for p in $KAFKA_PID $NODE_PID $BUILD_PID; do kill -0 "$p" 2>/dev/null && kill_tree "$p"; done
   return 0
 }
 trap cleanup EXIT
@@ -188,8 +280,24 @@ else
   KAFKA_PID=$!
 fi
 
+# The node's Debian packages (network-bound) and then its images: in the background too.
+if [ "$PREPARE_NODE" = 1 ]; then
+  ( ensure_debs && provide images "$(images_key)" ) &
+  NODE_PID=$!
+fi
+
 provide etcd $ETCD_VERSIONS; ETCD_SEL=$PROVIDED
 provide kube-apiserver $KUBE_VERSIONS; KUBE_SEL=$PROVIDED
+# the node binaries at the API server's version (a kubelet may not be newer than its API server)
+if [ "$PREPARE_NODE" = 1 ]; then provide kube-node "$KUBE_SEL"; fi
+
+if [ -n "$NODE_PID" ]; then
+  t=$(now)
+  wait "$NODE_PID" || { NODE_PID=""; say "the node's packages or images failed"; exit 1; }
+  NODE_PID=""
+  IMAGES_KEY=$(images_key)
+  say "node packages + images: waited $(since "$t") s for the background step"
+fi
 
 if [ -n "$KAFKA_PID" ]; then
   t=$(now)
@@ -214,6 +322,18 @@ export KUBE_VERSION='$KUBE_SEL'
 export KUBE_APISERVER_BIN='$KUBE_APISERVER_BIN'
 export JAVA_BIN='$JAVA_BIN'
 EOF
+if [ "$PREPARE_NODE" = 1 ]; then
+  KUBE_NODE_DIR=$CACHE/bin/kube-node-v$KUBE_SEL
+  NODE_IMAGES_DIR=$CACHE/images-$IMAGES_KEY
+  cat >>"$CACHE/env.sh.tmp" <<EOF
+export KUBE_NODE_DIR='$KUBE_NODE_DIR'
+export KUBELET_BIN='$KUBE_NODE_DIR/kubelet'
+export KUBE_CONTROLLER_MANAGER_BIN='$KUBE_NODE_DIR/kube-controller-manager'
+export KUBE_SCHEDULER_BIN='$KUBE_NODE_DIR/kube-scheduler'
+export KUBECTL_BIN='$KUBE_NODE_DIR/kubectl'
+export NODE_IMAGES_DIR='$NODE_IMAGES_DIR'
+EOF
+fi
 mv "$CACHE/env.sh.tmp" "$CACHE/env.sh"
 
 say "done in $(since "$T_ALL") s"
@@ -221,4 +341,9 @@ echo "KAFKA_LIBS=$KAFKA_LIBS"
 echo "ETCD_BIN=$ETCD_BIN"
 echo "KUBE_APISERVER_BIN=$KUBE_APISERVER_BIN"
 echo "JAVA_BIN=$JAVA_BIN"
+if [ "$PREPARE_NODE" = 1 ]; then
+  echo "KUBE_NODE_DIR=$KUBE_NODE_DIR"
+  echo "KUBECTL_BIN=$KUBE_NODE_DIR/kubectl"
+  echo "NODE_IMAGES_DIR=$NODE_IMAGES_DIR"
+fi
 echo "ENV_FILE=$CACHE/env.sh"

@@ -12,6 +12,10 @@
 #              KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093
 # Deadlines (s, env): ETCD_READY_TIMEOUT=30 KUBE_READY_TIMEOUT=120 KAFKA_READY_TIMEOUT=90
 # Kafka JVM (env): KAFKA_HEAP_OPTS, KAFKA_JVM_OPTS
+# UP_PROFILE=node (test/infra/node-up.sh): an API server for a real node: ServiceAccount admission,
+#   Node,RBAC authorization, NodeRestriction, the garbage collector, kubelet client certificates; and
+#   client certificates (EC P-256) for the controller manager, the scheduler and the kubelet of
+#   NODE_NAME at NODE_IP (its serving certificate too) in RUN_DIR/pki.
 set -euo pipefail
 
 [ $# -eq 1 ] || { echo "usage: $0 RUN_DIR" >&2; exit 2; }
@@ -37,6 +41,12 @@ ETCD_READY_TIMEOUT=${ETCD_READY_TIMEOUT:-30}
 KUBE_READY_TIMEOUT=${KUBE_READY_TIMEOUT:-120}
 KAFKA_READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-90}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
+UP_PROFILE=${UP_PROFILE:-bare}
+case $UP_PROFILE in
+  bare) ;;
+  node) [ -n "${NODE_NAME:-}" ] && [ -n "${NODE_IP:-}" ] || { echo "up.sh: UP_PROFILE=node needs NODE_NAME and NODE_IP" >&2; exit 2; } ;;
+  *) echo "up.sh: unknown UP_PROFILE $UP_PROFILE (bare or node)" >&2; exit 2 ;;
+esac
 KAFKA_JVM_OPTS=${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true}
 HOST=127.0.0.1
 
@@ -97,6 +107,22 @@ mkdir -p "$P"; chmod 700 "$P"
   openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
     -extfile ext.cnf -out apiserver.crt
   openssl genrsa -out sa.key 2048
+  if [ "$UP_PROFILE" = node ]; then
+    # cert NAME SUBJECT EXTENSIONS: an EC key (fast to make) and a certificate signed by the CA
+    cert() {
+      openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "$2" -keyout "$1.key" -out "$1.csr"
+      printf '%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n' "$3" >"$1.cnf"
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile "$1.cnf" -out "$1.crt"
+    }
+    client=extendedKeyUsage=clientAuth
+    cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
+    cert kube-scheduler "/CN=system:kube-scheduler" "$client"
+    cert kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
+    cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
+    cert kubelet-serving "/O=system:nodes/CN=system:node:$NODE_NAME" \
+      "extendedKeyUsage=serverAuth
+subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME"
+  fi
 ) >"$RUN/pki.log" 2>&1
 TOKEN=$(openssl rand -hex 24)
 echo "$TOKEN,admin,admin-uid,\"system:masters\"" >"$P/tokens.csv"
@@ -173,20 +199,30 @@ until curl -fsS --max-time 2 "http://$HOST:$ETCD_PORT/health" 2>/dev/null | grep
 done
 S_ETCD=$(since "$T_ETCD"); say "etcd ready in $S_ETCD s (pid $(cat "$RUN/etcd.pid"), http://$HOST:$ETCD_PORT)"
 
+if [ "$UP_PROFILE" = node ]; then
+  PROFILE_ARGS=(
+    --authorization-mode=Node,RBAC
+    --enable-admission-plugins=NodeRestriction
+    --kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority="$P/ca.crt"
+    --kubelet-preferred-address-types=InternalIP
+  )
+else
+  # no controller manager: no service account tokens, no garbage collector
+  PROFILE_ARGS=(--authorization-mode=RBAC --disable-admission-plugins=ServiceAccount --enable-garbage-collector=false)
+fi
 T_KUBE=$(now)
 start_detached kube-apiserver "$KUBE_APISERVER_BIN" \
   --etcd-servers="http://$HOST:$ETCD_PORT" \
   --bind-address=$HOST --advertise-address=$HOST --secure-port="$KUBE_APISERVER_PORT" \
   --cert-dir="$P" --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
   --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
-  --authorization-mode=RBAC \
+  "${PROFILE_ARGS[@]}" \
   --service-cluster-ip-range=10.0.0.0/24 \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$P/sa.key" --service-account-signing-key-file="$P/sa.key" \
   --allow-privileged=true \
-  --disable-admission-plugins=ServiceAccount \
   --endpoint-reconciler-type=none \
-  --enable-garbage-collector=false \
   --v=1
 
 # ------------------------------------------------------------------ start kafka after format --
