@@ -1,5 +1,5 @@
 import { Cause, Context, DateTime, Duration, Effect, Either, Exit, FiberSet, Layer, Option, Queue, type Scope, Stream } from "effect"
-import { Kube, type Labels, Time } from "@executor/domain"
+import { Kube, type Labels, Quantity, Time } from "@executor/domain"
 import {
   ClusterError,
   ClusterOps,
@@ -132,6 +132,11 @@ export interface InMemoryClusterShape {
   readonly deleteJob: (name: string) => Effect.Effect<void, NotFound>
   /** The documented clean-up: removes every finalizer of the Job. */
   readonly clearJobFinalizers: (name: string) => Effect.Effect<void, NotFound>
+  /** Records an Event about a Job or pod as a component would (`kubelet`, `job-controller`), aggregated like theirs. */
+  readonly recordEvent: (
+    involved: { readonly kind: "Job" | "Pod"; readonly name: string },
+    event: Pick<RecordedEvent, "reason" | "message" | "type" | "source">
+  ) => Effect.Effect<void>
   /** Creates or updates a `Config` custom resource. */
   readonly applyConfig: (name: string, spec: unknown) => Effect.Effect<ConfigObject>
   readonly deleteConfig: (name: string) => Effect.Effect<void, NotFound>
@@ -181,6 +186,30 @@ const isContainerSpec = (value: unknown): value is ContainerSpec => {
 }
 
 const isJob = (value: unknown): value is Kube.Job => Either.isRight(Kube.decodeJob(value))
+
+/** What the API server says about container resources it refuses: a bad quantity, a request above its limit. */
+const resourceProblem = (containers: ReadonlyArray<ContainerSpec>): string | undefined => {
+  for (const [i, container] of containers.entries()) {
+    const resources = rec(rec(container)["resources"])
+    const requests = stringMap(resources["requests"])
+    const limits = stringMap(resources["limits"])
+    const field = `spec.template.spec.containers[${i}].resources`
+    for (const [side, list] of [["requests", requests], ["limits", limits]] as const) {
+      for (const [resource, value] of Object.entries(list)) {
+        if (Option.isNone(Quantity.parse(value))) {
+          return `${field}.${side}[${resource}]: Invalid value: "${value}": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'`
+        }
+      }
+    }
+    for (const [resource, request] of Object.entries(requests)) {
+      const limit = limits[resource]
+      if (limit !== undefined && Option.getOrElse(Quantity.compare(request, limit), () => 0) > 0) {
+        return `${field}.requests: Invalid value: "${request}": must be less than or equal to ${resource} limit of ${limit}`
+      }
+    }
+  }
+  return undefined
+}
 
 /** RFC3339; whole seconds print like the API server (`...:05Z`), sub-second instants keep their millis. */
 export const formatTimestamp = (millis: number): string => {
@@ -997,6 +1026,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             invalid(name, `Job.batch "${name}" is invalid: spec.template.spec.containers: Required value`)
           )
         }
+        const resources = resourceProblem(template(candidate).containers)
+        if (resources !== undefined) return Effect.fail(invalid(name, `Job.batch "${name}" is invalid: ${resources}`))
         const taskId = Kube.label(candidate.metadata, names.taskIdLabel)
         const attempt = (attempts.get(taskId) ?? 0) + 1
         attempts.set(taskId, attempt)
@@ -1283,6 +1314,13 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
           return entry.job
         }),
       deletePod: (name) => withPod(name, removePod),
+      recordEvent: (involved, event) =>
+        Effect.sync(() =>
+          recordEvent(
+            { ...involved, uid: involved.kind === "Pod" ? pods.get(involved.name)?.uid : jobs.get(involved.name)?.uid },
+            event
+          )
+        ),
       deleteJob,
       clearJobFinalizers: (name) =>
         withJob(name, (entry) => {
