@@ -123,6 +123,21 @@ describe("evictions", () => {
       expect(yield* expectVerdictAt(world, evictedAt, "pod_evicted", ["pod", "job"])).toContain(PodBehaviour.evictedMessage)
     }))
 
+  it.scoped("evicted with exit 0 while no executor ran: the next one judges it pod_evicted on start (a Complete Job is not taken as done)", () =>
+    Effect.gen(function* () {
+      const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.evicted("3 minutes", { exitCode: 0 })))
+      const first = yield* start(world)
+      yield* first.spawn(taskId)
+      const job = yield* jobOf(world, taskId)
+      yield* at(100)
+      yield* first.executor.stop
+      yield* at(300)
+      expect((yield* jobByName(world, job))?.status?.succeeded).toBe(1)
+      yield* start(world)
+      expect(yield* verdictRows(world)).toEqual([["pod_evicted", "recovery", 300_000, job]])
+      expect((yield* failurePairs(world)).map((p) => p.reason)).toEqual(["pod_evicted"])
+    }))
+
   it.scoped("a good run next to an Evicted Event of another task's pod is a success", () =>
     Effect.gen(function* () {
       const world = yield* makeWorld((job) =>
