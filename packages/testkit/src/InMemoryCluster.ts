@@ -881,6 +881,12 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         removePod(current)
       }
       if (!running) return end(137)
+      recordEvent({ kind: "Pod", name: entry.pod.metadata.name, uid: entry.uid }, {
+        reason: "Killing",
+        message: "Stopping container agent",
+        type: "Normal",
+        source: "kubelet"
+      })
       if (sigtermExitCode !== undefined) return end(sigtermExitCode)
       const grace = rec(entry.pod.spec)["terminationGracePeriodSeconds"]
       const graceMillis = typeof grace === "number" ? grace * 1000 : PodBehaviour.defaultTerminationGraceMillis
