@@ -30,6 +30,7 @@ const Quantity = Schema.String.pipe(
 )
 /** The resources a Config may set, with the rule the API server checks for each. */
 export const resourceNames = ["cpu", "memory", "ephemeral-storage"] as const
+export type ResourceName = (typeof resourceNames)[number]
 const ResourceList = Schema.Struct({
   cpu: Schema.optional(Quantity),
   memory: Schema.optional(Quantity),
