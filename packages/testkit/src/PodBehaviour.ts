@@ -155,7 +155,7 @@ export const unschedulableMessage =
 export const evictedMessage = "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi."
 
 const pullFailure = (image: string) =>
-  `failed to pull and unpack image "${image}": failed to resolve reference "${image}": failed to do request: dial tcp 127.0.0.1:5999: connect: connection refused`
+  `failed to pull and unpack image "${image}": failed to resolve reference "${image}": ${image}: not found`
 
 /** The `waiting.message` the kubelet shows for `reason` on a container running `image`. */
 export const waitingMessage = (reason: string, image: string, secretName: string): string | undefined => {
