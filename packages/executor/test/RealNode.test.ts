@@ -48,6 +48,18 @@ const expectVerdictAt = (world: World.World, t: number, reason: string, sources:
     return pairs[0]?.detail ?? ""
   })
 
+/**
+ * An exit-0 eviction spawned over an eviction informer that never sees the Event (its watch
+ * reconnecting): nothing cached, nothing streamed; the API server has it.
+ */
+const spawnBehindEvictions = Effect.gen(function* () {
+  const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.evicted("3 minutes", { exitCode: 0 })))
+  const behind: ClusterWatchShape = { ...world.cluster.watch, evictionEvents: Stream.never, evictions: Effect.succeed([]) }
+  const executor = yield* startWithWatch(world, behind)
+  yield* executor.spawn(taskId)
+  return { world, executor, job: yield* jobOf(world, taskId) }
+})
+
 describe("evictions", () => {
   it.scoped("evicted, the process exits 0 on SIGTERM (pod Succeeded, Job Complete): pod_evicted with the kubelet's message, when evicted", () =>
     Effect.gen(function* () {
@@ -63,12 +75,7 @@ describe("evictions", () => {
 
   it.scoped("the eviction cache lags behind the Job's Complete: the success is confirmed live, and the Event is found", () =>
     Effect.gen(function* () {
-      const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.evicted("3 minutes", { exitCode: 0 })))
-      // an eviction informer that has not seen the Event (its watch reconnecting): nothing cached, nothing streamed
-      const behind: ClusterWatchShape = { ...world.cluster.watch, evictionEvents: Stream.never, evictions: Effect.succeed([]) }
-      const executor = yield* startWithWatch(world, behind)
-      yield* executor.spawn(taskId)
-      const job = yield* jobOf(world, taskId)
+      const { executor, job, world } = yield* spawnBehindEvictions
       yield* atMillis(evictedAt)
       expect((yield* executor.verdictRows).map((v) => [v[0], v[2], v[3]])).toEqual([["pod_evicted", evictedAt, job]])
       expect((yield* failurePairs(world)).map((p) => p.reason)).toEqual(["pod_evicted"])
@@ -76,11 +83,7 @@ describe("evictions", () => {
 
   it.scoped("the API server cannot confirm a success: the run is not settled until it can, then the eviction is judged", () =>
     Effect.gen(function* () {
-      const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.evicted("3 minutes", { exitCode: 0 })))
-      const behind: ClusterWatchShape = { ...world.cluster.watch, evictionEvents: Stream.never, evictions: Effect.succeed([]) }
-      const executor = yield* startWithWatch(world, behind)
-      yield* executor.spawn(taskId)
-      const job = yield* jobOf(world, taskId)
+      const { executor, job, world } = yield* spawnBehindEvictions
       yield* at(185)
       yield* world.cluster.setApiDown(true)
       yield* at(250)
