@@ -180,6 +180,19 @@ const expected: Readonly<Record<string, Expected>> = {
     expect(run.verdicts[0]?.detail).toContain("137")
   }),
   "evicted.yaml": failureMode("pod_evicted", 186),
+  // Evicted at 186 s, the process exits 0: the pod Succeeded and the Job Complete, but the agent
+  // published nothing and the kubelet's Evicted Event tells; the second attempt completes.
+  "evicted-exit-0.yaml": failureMode("pod_evicted", 186, (run) => {
+    expect(run.verdicts[0]?.detail).toContain("Pod ephemeral local storage usage exceeds the total limit of containers 16Mi.")
+    expect(run.timeline.jobs.get(run.jobsOf(A)[0]?.job ?? "")?.finished?.outcome).toBe("Complete")
+    expect(run.commands.filter((c) => c.key === A && c.initiator === "agent")).toHaveLength(1)
+  }),
+  // Killed at the 600 s deadline, the process exits 0 at once: the pod Succeeded, the Job Failed
+  // DeadlineExceeded (FailureTarget first), the agent published nothing.
+  "deadline-exit-0.yaml": failureMode("deadline_exceeded", 600, (run) => {
+    expect(run.verdicts[0]?.detail).toBe("Job exceeded activeDeadlineSeconds=600")
+    expect(run.commands.filter((c) => c.key === A && c.initiator === "agent")).toHaveLength(1)
+  }),
   // The Job's activeDeadlineSeconds (zombieJobTimeoutSeconds 600) from its creation at 0.
   "hang.yaml": failureMode("deadline_exceeded", 600),
   // First pull failure 5 s after the pod (1 s) = 6 s, plus imagePullGraceSeconds 60.

@@ -90,6 +90,19 @@ describe("checkInvariants", () => {
     expect(invariantsOf([...sound.slice(0, -1), verdict(200000, job2), sound[sound.length - 1] ?? {}])).toContain("b")
   })
 
+  it("(b) a Complete Job may have one pod_evicted verdict (its process exited 0 on SIGTERM), never two, never another reason", () => {
+    const evictedComplete = (...verdicts: ReadonlyArray<Obj>) => [
+      ...sound.slice(0, 11),
+      { t: 193000, kind: "job.finished", task, job: job2, outcome: "Complete", reason: "" },
+      ...verdicts,
+      ...verdicts.flatMap((v) => [failure(Number(v["t"]), job2, String(v["reason"])), increment(Number(v["t"]))]),
+      final(1800000, { status: "in_progress", assignee: "", trigger_count: 4 })
+    ]
+    expect(checkInvariants(evictedComplete(verdict(193000, job2, "pod_evicted")))).toEqual([])
+    expect(invariantsOf(evictedComplete(verdict(193000, job2, "pod_crash_no_stdout")))).toContain("b")
+    expect(invariantsOf(evictedComplete(verdict(193000, job2, "pod_evicted"), verdict(194000, job2, "pod_evicted")))).toContain("b")
+  })
+
   it("(c) a task that ends assigned, not completed, with no Job", () => {
     expect(invariantsOf(replace(sound.length - 1, final(1800000, { status: "in_progress", assignee: "claude-agent" })))).toEqual(["c"])
     expect(invariantsOf(replace(sound.length - 1, final(1800000, { status: "in_progress", assignee: "" })))).toEqual([])

@@ -1,5 +1,6 @@
 import { Array as Arr, Either, Option, ParseResult, Schema } from "effect"
 import { canonicalPhases, canonicalStatuses, normalisePhase } from "./Frontmatter.js"
+import * as Quantities from "./Quantity.js"
 
 /** Default, floor and ceiling (seconds) of every numeric Config knob (decisions D4.6). */
 export const bounds = {
@@ -24,10 +25,12 @@ const TaskTypeName = Schema.String.pipe(
   Schema.filter((t) => taskTypePattern.test(t) || `must match ^[a-z0-9-]+$, got "${t}"`),
   Schema.filter((t) => t.length <= 63 || "exceeds maximum length of 63")
 )
-const quantityPattern = /^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?$/
 const Quantity = Schema.String.pipe(
-  Schema.filter((q) => quantityPattern.test(q) || `invalid resource quantity "${q}"`)
+  Schema.filter((q) => Option.getOrElse(Quantities.problem(q), (): true => true))
 )
+/** The resources a Config may set, with the rule the API server checks for each. */
+export const resourceNames = ["cpu", "memory", "ephemeral-storage"] as const
+export type ResourceName = (typeof resourceNames)[number]
 const ResourceList = Schema.Struct({
   cpu: Schema.optional(Quantity),
   memory: Schema.optional(Quantity),
@@ -98,6 +101,18 @@ export const ConfigSpec = Schema.Struct({
     }
     if (spec.volumeClaim !== "" && spec.volumeMountPath === "") {
       issues.push({ path: ["volumeMountPath"], message: "VolumeMountPath required when VolumeClaim set" })
+    }
+    // Kubernetes rejects a Job whose container requests more than its limit.
+    for (const name of resourceNames) {
+      const request = spec.resources?.requests?.[name]
+      const limit = spec.resources?.limits?.[name]
+      if (request === undefined || limit === undefined) continue
+      if (Option.getOrElse(Quantities.compare(request, limit), () => 0) > 0) {
+        issues.push({
+          path: ["resources", "requests", name],
+          message: `must be less than or equal to spec.resources.limits.${name} (${limit}), got ${request}`
+        })
+      }
     }
     return issues
   })

@@ -3,12 +3,16 @@ import type { Graces } from "./AgentConfig.js"
 import {
   type ContainerStatus,
   createdAt,
+  type Event,
+  eventTime,
   isDeleting,
+  isPodNameOfJob,
   type Job,
-  jobFailedCondition,
+  jobFailure,
   jobSucceeded,
   type Pod,
-  podCondition
+  podCondition,
+  type TerminatedState
 } from "./Kube.js"
 import { type Millis, parseTimestamp, seconds } from "./Time.js"
 import type { ZombieReason } from "./ZombieReason.js"
@@ -46,6 +50,12 @@ export interface ClassifyInput {
   readonly job: Option.Option<Job>
   /** Pods owned by the run's Job. */
   readonly pods: ReadonlyArray<Pod>
+  /**
+   * Events that may be about the run (the classifier picks those about its Job and pods): the
+   * kubelet's `Evicted` Events, the only trace of an eviction whose process exited 0 on SIGTERM,
+   * and the job controller's `FailedCreate`.
+   */
+  readonly events: ReadonlyArray<Event>
   readonly graces: Graces
   readonly sweeperIntervalSeconds: number
   readonly now: Millis
@@ -62,6 +72,18 @@ const imagePullReasons = new Set(["ErrImagePull", "ImagePullBackOff"])
 const configErrorReasons = new Set(["CreateContainerConfigError", "CreateContainerError", "RunContainerError"])
 const permanentConfigReasons = new Set(["InvalidImageName", "ErrImageNeverPull"])
 
+/** What Kubernetes wrote goes into a detail on one line, at most this long (its head is kept). */
+export const messageLimit = 500
+
+export const clip = (text: string, max: number = messageLimit): string => {
+  const line = text.replace(/\s+/g, " ").trim()
+  return line.length <= max ? line : `${line.slice(0, max - 1)}…`
+}
+
+/** `a: b: c` of the parts that say something, each clipped. */
+const joined = (...parts: ReadonlyArray<string | undefined>): string =>
+  parts.filter((p): p is string => p !== undefined && p.trim() !== "").map((p) => clip(p)).join(": ")
+
 const containers = (pod: Pod): ReadonlyArray<ContainerStatus> => [
   ...(pod.status?.initContainerStatuses ?? []),
   ...(pod.status?.containerStatuses ?? [])
@@ -74,10 +96,16 @@ const waiting = (pod: Pod, reasons: ReadonlySet<string>) =>
 
 const describeWaiting = (container: ContainerStatus): string => {
   const reason = container.state?.waiting?.reason ?? "Waiting"
-  const message = container.state?.waiting?.message
   const image = container.image !== undefined && container.image !== "" ? ` (image ${container.image})` : ""
-  return message !== undefined && message !== "" ? `${reason}${image}: ${message}` : `${reason}${image}`
+  return joined(`${reason}${image}`, container.state?.waiting?.message)
 }
+
+/**
+ * How a container ended: its current state, else its previous one when it is not running (the
+ * kubelet keeps `ContainerStatusUnknown` of a container it lost in `lastState`).
+ */
+const terminatedOf = (container: ContainerStatus): TerminatedState | undefined =>
+  container.state?.terminated ?? (container.state?.running === undefined ? container.lastState?.terminated : undefined)
 
 const zombie = (reason: ZombieReason, detail: string, since: Millis): Judgement => ({
   _tag: "Zombie",
@@ -86,13 +114,56 @@ const zombie = (reason: ZombieReason, detail: string, since: Millis): Judgement 
   since
 })
 
+const sinceEvent = (event: Event, now: Millis): Millis => Math.min(Option.getOrElse(eventTime(event), () => now), now)
+
+const newest = (events: ReadonlyArray<Event>): Event | undefined =>
+  events.reduce<Event | undefined>(
+    (best, e) =>
+      best === undefined || Option.getOrElse(eventTime(e), () => 0) >= Option.getOrElse(eventTime(best), () => 0) ? e : best,
+    undefined
+  )
+
+/**
+ * The kubelet's `Evicted` Events about the pods of the run: a pod still listed (matched by name,
+ * and uid when both are known), or one already gone whose generated name is the Job's.
+ */
+const evictionsOfRun = (jobName: string, pods: ReadonlyArray<Pod>, events: ReadonlyArray<Event>) =>
+  events.filter((event) => {
+    if (event.reason !== "Evicted" || event.involvedObject.kind !== "Pod") return false
+    const name = event.involvedObject.name ?? ""
+    const listed = pods.find((pod) => pod.metadata.name === name)
+    if (listed === undefined) return isPodNameOfJob(name, jobName)
+    const uid = event.involvedObject.uid
+    return uid === undefined || listed.metadata.uid === undefined || uid === listed.metadata.uid
+  })
+
+const evictionsOfPod = (pod: Pod, evictions: ReadonlyArray<Event>) =>
+  evictions.filter((event) => event.involvedObject.name === pod.metadata.name)
+
+const evictedVerdict = (podName: string, message: string | undefined, since: Millis): Judgement =>
+  zombie("pod_evicted", `pod ${podName} evicted${message === undefined || message.trim() === "" ? "" : `: ${clip(message)}`}`, since)
+
+/** The job controller's newest `FailedCreate` about the Job (a quota or admission denial). */
+const createFailure = (job: Job, events: ReadonlyArray<Event>): string | undefined =>
+  newest(
+    events.filter(
+      (e) =>
+        e.reason === "FailedCreate" &&
+        e.involvedObject.kind === "Job" &&
+        e.involvedObject.name === job.metadata.name &&
+        (e.involvedObject.uid === undefined || job.metadata.uid === undefined || e.involvedObject.uid === job.metadata.uid)
+    )
+  )?.message
+
 /** Pod evidence that can never clear: the run is a zombie as soon as it is seen. */
-const definitivePodVerdict = (pod: Pod, now: Millis): Option.Option<Judgement> => {
+const definitivePodVerdict = (pod: Pod, evictions: ReadonlyArray<Event>, now: Millis): Option.Option<Judgement> => {
   const status = pod.status
   const name = pod.metadata.name
   if (status?.reason === "Evicted") {
-    return Option.some(zombie("pod_evicted", `pod ${name} evicted: ${status.message ?? "Evicted"}`, now))
+    return Option.some(evictedVerdict(name, status.message ?? newest(evictionsOfPod(pod, evictions))?.message, now))
   }
+  const evicted = newest(evictionsOfPod(pod, evictions))
+  if (evicted !== undefined) return Option.some(evictedVerdict(name, evicted.message, sinceEvent(evicted, now)))
   if (status?.reason === "DeadlineExceeded") {
     return Option.some(zombie("deadline_exceeded", `pod ${name} killed at the Job deadline`, now))
   }
@@ -104,20 +175,22 @@ const definitivePodVerdict = (pod: Pod, now: Millis): Option.Option<Judgement> =
   if (Option.isSome(crashLoop)) {
     return Option.some(zombie("pod_crash_no_stdout", describeWaiting(crashLoop.value), now))
   }
-  if (status?.phase === "Failed") {
-    const crashed = containers(pod).find((c) => (c.state?.terminated?.exitCode ?? 0) !== 0)
-    if (crashed !== undefined) {
-      const terminated = crashed.state?.terminated
-      const since = Option.getOrElse(parseTimestamp(terminated?.finishedAt), () => now)
-      return Option.some(
-        zombie("pod_crash_no_stdout", `${terminated?.reason ?? "Error"}, exit ${terminated?.exitCode}`, Math.min(since, now))
-      )
-    }
-    const exitedCleanly = containers(pod).some((c) => c.state?.terminated?.exitCode === 0)
-    if (!exitedCleanly) {
-      const why = [status.reason, status.message].filter((s) => s !== undefined && s !== "").join(": ")
-      return Option.some(zombie("pod_crash_no_stdout", `pod ${name} failed${why === "" ? "" : `: ${why}`}`, now))
-    }
+  // A container that ended non-zero in a pod that never restarts: the kubelet writes it while the
+  // phase still says Running (OOMKilled), and the phase follows.
+  const ended = status?.phase === "Failed"
+    ? containers(pod).map(terminatedOf)
+    : pod.spec?.restartPolicy === "Never" && status?.phase !== "Succeeded"
+      ? containers(pod).map((c) => c.state?.terminated)
+      : []
+  const crashed = ended.find((t): t is TerminatedState => t !== undefined && t.exitCode !== 0)
+  if (crashed !== undefined) {
+    const since = Option.getOrElse(parseTimestamp(crashed.finishedAt), () => now)
+    return Option.some(
+      zombie("pod_crash_no_stdout", joined(`${crashed.reason ?? "Error"}, exit ${crashed.exitCode}`, crashed.message), Math.min(since, now))
+    )
+  }
+  if (status?.phase === "Failed" && !ended.some((t) => t?.exitCode === 0)) {
+    return Option.some(zombie("pod_crash_no_stdout", joined(`pod ${name} failed`, status.reason, status.message), now))
   }
   return Option.none()
 }
@@ -152,12 +225,18 @@ export const classify = (input: ClassifyInput): Classification => {
     return done(zombie("executor_watch_lost", `Job ${run.jobName} is gone and its run produced no result`, now))
   }
   const job = input.job.value
-  if (jobSucceeded(job)) return done({ _tag: "Succeeded" })
+  const evictions = evictionsOfRun(run.jobName, pods, input.events)
+  const definitive = pods.flatMap((pod) => Option.toArray(definitivePodVerdict(pod, evictions, now)))
+  const listed = new Set(pods.map((pod) => pod.metadata.name))
+  // an evicted pod already gone (a Terminating Job's pods can be collected first)
+  const goneEvicted = newest(evictions.filter((e) => !listed.has(e.involvedObject.name ?? "")))
+  if (goneEvicted !== undefined) {
+    definitive.push(evictedVerdict(goneEvicted.involvedObject.name ?? "", goneEvicted.message, sinceEvent(goneEvicted, now)))
+  }
 
-  const definitive = pods.flatMap((pod) => Option.toArray(definitivePodVerdict(pod, now)))
-  const failed = jobFailedCondition(job)
-  if (Option.isSome(failed)) {
-    const condition = failed.value
+  const failure = jobFailure(job)
+  if (Option.isSome(failure)) {
+    const condition = failure.value
     const since = Math.min(Option.getOrElse(parseTimestamp(condition.lastTransitionTime), () => now), now)
     if (condition.reason === "DeadlineExceeded") {
       const limit = job.spec?.activeDeadlineSeconds ?? graces.timeoutSeconds
@@ -165,8 +244,19 @@ export const classify = (input: ClassifyInput): Classification => {
     }
     const fromPod = definitive[0]
     if (fromPod !== undefined) return done(fromPod)
-    const why = [condition.reason, condition.message].filter((s) => s !== undefined && s !== "").join(": ")
-    return done(zombie("pod_crash_no_stdout", `Job failed${why === "" ? "" : `: ${why}`}`, since))
+    return done(zombie("pod_crash_no_stdout", joined("Job failed", condition.reason, condition.message), since))
+  }
+
+  if (jobSucceeded(job)) {
+    // Status alone cannot tell an eviction whose process exited 0 on SIGTERM (pod Succeeded, Job
+    // Complete) from a good run: only the kubelet's Event does. A pod that failed and was replaced
+    // by one that succeeded (backoffLimit above 0) did its work.
+    const succeededPods = pods.filter((pod) => pod.status?.phase === "Succeeded")
+    const evictedWinner = succeededPods.length === 0
+      ? goneEvicted
+      : succeededPods.flatMap((pod) => evictionsOfPod(pod, evictions))[0]
+    if (evictedWinner === undefined) return done({ _tag: "Succeeded" })
+    return done(evictedVerdict(evictedWinner.involvedObject.name ?? "", evictedWinner.message, sinceEvent(evictedWinner, now)))
   }
 
   if (isDeleting(job.metadata)) {
@@ -225,7 +315,7 @@ export const classify = (input: ClassifyInput): Classification => {
       const message = scheduled.value.message ?? scheduled.value.reason ?? "Unschedulable"
       suspicions.push({
         reason: "pod_not_scheduled",
-        detail: `pod ${pod.metadata.name} not scheduled: ${message}`,
+        detail: `pod ${pod.metadata.name} not scheduled: ${clip(message)}`,
         since,
         dueAt: since + seconds(graces.unschedulableGraceSeconds)
       })
@@ -235,7 +325,7 @@ export const classify = (input: ClassifyInput): Classification => {
     const since = Option.getOrElse(createdAt(job.metadata), () => run.startedAt)
     suspicions.push({
       reason: "job_pod_create_failed",
-      detail: `Job ${run.jobName} created no pod within ${graces.podCreateGraceSeconds}s`,
+      detail: joined(`Job ${run.jobName} created no pod within ${graces.podCreateGraceSeconds}s`, createFailure(job, input.events)),
       since,
       dueAt: since + seconds(graces.podCreateGraceSeconds)
     })

@@ -4,6 +4,7 @@ import { stringify } from "yaml"
 import { type AgentConfig, resolveImage } from "./AgentConfig.js"
 import * as Frontmatter from "./Frontmatter.js"
 import type { Names } from "./Labels.js"
+import * as Quantity from "./Quantity.js"
 import type { TaskEvent } from "./TaskEvent.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ export interface PodSpec {
   readonly restartPolicy: "Never"
   /** D6.4 / §8.23: agent pods get no ServiceAccount token. */
   readonly automountServiceAccountToken: false
-  readonly imagePullSecrets: ReadonlyArray<{ readonly name: string }>
+  readonly imagePullSecrets?: ReadonlyArray<{ readonly name: string }>
   readonly priorityClassName?: string
   readonly containers: ReadonlyArray<Container>
   readonly volumes?: ReadonlyArray<Volume>
@@ -231,6 +232,11 @@ export interface JobSettings {
   readonly jobTtlSecondsAfterFinished: number
   readonly kafkaClientCertSecret: string
   readonly kafkaCaCertSecret: string
+  /**
+   * The pull secret of every agent pod unless its Config names one; empty: none. The reference
+   * executor always named `docker`, and its clusters have that Secret.
+   */
+  readonly imagePullSecret: string
 }
 
 export interface BuildJobInput {
@@ -258,15 +264,35 @@ const defaultResources = {
 
 type ResourceOverrides = NonNullable<AgentConfig["spec"]["resources"]>["requests"]
 
-const quantities = (
-  defaults: { readonly cpu: string; readonly memory: string },
-  overrides: ResourceOverrides
-): ResourceQuantities => {
-  const ephemeral = overrides?.["ephemeral-storage"] ?? ""
+/** The default `a` unless `b` is strictly larger (or smaller): ties keep the default's spelling. */
+const order = (a: string, b: string): number => Option.getOrElse(Quantity.compare(a, b), () => 0)
+const larger = (a: string, b: string): string => (order(a, b) >= 0 ? a : b)
+const smaller = (a: string, b: string): string => (order(a, b) <= 0 ? a : b)
+
+/**
+ * One side of cpu or memory left out of the Config is filled so that the Job stays valid (a
+ * request above its limit is a 422): a missing request is the default request, or the limit when
+ * that is lower; a missing limit is the default limit, or the request when that is higher. Where
+ * the reference executor's plain defaults made a valid Job, the result is the same.
+ */
+const fill = (name: "cpu" | "memory", requests: ResourceOverrides, limits: ResourceOverrides) => {
+  const request = requests?.[name] || undefined
+  const limit = limits?.[name] || undefined
   return {
-    cpu: overrides?.cpu || defaults.cpu,
-    memory: overrides?.memory || defaults.memory,
-    ...(ephemeral !== "" ? { "ephemeral-storage": ephemeral } : {})
+    request: request ?? (limit === undefined ? defaultResources.requests[name] : smaller(defaultResources.requests[name], limit)),
+    limit: limit ?? (request === undefined ? defaultResources.limits[name] : larger(defaultResources.limits[name], request))
+  }
+}
+
+/** The container's resources; `ephemeral-storage` has no default and is set only as given. */
+const resourcesOf = (resources: AgentConfig["spec"]["resources"]): ResourceRequirements => {
+  const cpu = fill("cpu", resources?.requests, resources?.limits)
+  const memory = fill("memory", resources?.requests, resources?.limits)
+  const ephemeral = (side: ResourceOverrides) =>
+    side?.["ephemeral-storage"] ? { "ephemeral-storage": side["ephemeral-storage"] } : {}
+  return {
+    requests: { cpu: cpu.request, memory: memory.request, ...ephemeral(resources?.requests) },
+    limits: { cpu: cpu.limit, memory: memory.limit, ...ephemeral(resources?.limits) }
   }
 }
 
@@ -293,6 +319,7 @@ export const buildJob = (input: BuildJobInput): Either.Either<JobManifest, JobSp
     return invalid("InvalidLabelValue", `task id "${taskId}" is not a valid label value`)
   }
 
+  const pullSecret = spec.imagePullSecret || settings.imagePullSecret
   const assigneeLabel: StringMap = spec.assignee !== "" ? { [names.assigneeLabel]: spec.assignee } : {}
   const fm = event.frontmatter
 
@@ -335,10 +362,7 @@ export const buildJob = (input: BuildJobInput): Either.Either<JobManifest, JobSp
     imagePullPolicy: "Always",
     env,
     ...(spec.secretName !== "" ? { envFrom: [{ secretRef: { name: spec.secretName } }] } : {}),
-    resources: {
-      requests: quantities(defaultResources.requests, spec.resources?.requests),
-      limits: quantities(defaultResources.limits, spec.resources?.limits)
-    },
+    resources: resourcesOf(spec.resources),
     ...(mounts.length > 0 ? { volumeMounts: mounts } : {})
   }
 
@@ -368,7 +392,7 @@ export const buildJob = (input: BuildJobInput): Either.Either<JobManifest, JobSp
         spec: {
           restartPolicy: "Never",
           automountServiceAccountToken: false,
-          imagePullSecrets: [{ name: spec.imagePullSecret || "docker" }],
+          ...(pullSecret === "" ? {} : { imagePullSecrets: [{ name: pullSecret }] }),
           ...(spec.priorityClassName !== "" ? { priorityClassName: spec.priorityClassName } : {}),
           containers: [container],
           ...(volumes.length > 0 ? { volumes } : {})

@@ -338,6 +338,38 @@ describe("AgentConfig: hostile values give ConfigInvalid and never throw", () =>
     expectIssue({ ...base, resources: { requests: { cpu: "lots" } } }, "spec.resources.requests.cpu", "lots")
   })
 
+  it("quantities are read as Kubernetes reads them: bad spellings, negatives and overlong values name the field", () => {
+    for (const [q, says] of [
+      ["16Q", "must be a resource quantity"],
+      ["1K", "must be a resource quantity"],
+      ["1Gb", "must be a resource quantity"],
+      ["", "must be a resource quantity"],
+      ["-1", "must not be negative"],
+      ["1".repeat(65), "at most 64 characters"]
+    ] as const) {
+      expectIssue({ ...base, resources: { limits: { memory: q } } }, "spec.resources.limits.memory", says)
+    }
+    for (const q of ["1k", "1E", "1e+3", "+2", "1.", "100n", "5u", "0"]) accepted({ ...base, resources: { requests: { cpu: q } } })
+  })
+
+  it("a request above its limit can never make a valid Job: rejected, naming the field", () => {
+    expectIssue(
+      { ...base, resources: { requests: { memory: "20Mi" }, limits: { memory: "16Mi" } } },
+      "spec.resources.requests.memory",
+      "must be less than or equal to spec.resources.limits.memory (16Mi), got 20Mi"
+    )
+    expectIssue({ ...base, resources: { requests: { cpu: "1.5" }, limits: { cpu: "1200m" } } }, "spec.resources.requests.cpu")
+    expectIssue(
+      { ...base, resources: { requests: { "ephemeral-storage": "1Gi" }, limits: { "ephemeral-storage": "1G" } } },
+      "spec.resources.requests.ephemeral-storage"
+    )
+    // equal in another spelling, one side only, or only the other resource: fine
+    accepted({ ...base, resources: { requests: { cpu: "1", memory: "1Gi" }, limits: { cpu: "1000m", memory: "1073741824" } } })
+    accepted({ ...base, resources: { requests: { memory: "20Mi" } } })
+    accepted({ ...base, resources: { limits: { memory: "16Mi" } } })
+    accepted({ ...base, resources: { requests: { memory: "20Mi" }, limits: { cpu: "1" } } })
+  })
+
   it("valid resource quantities are accepted", () => {
     const resources = {
       requests: { cpu: "500m", memory: "1Gi", "ephemeral-storage": "2Gi" },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Option } from "effect"
+import { Either, Option } from "effect"
 import { defaultGraces, type Graces } from "../src/AgentConfig.js"
 import {
   type Classification,
@@ -7,10 +7,11 @@ import {
   classify,
   type FirstSeen,
   type Judgement,
+  messageLimit,
   recheckAt,
   type SignalKind
 } from "../src/Classifier.js"
-import type { Condition, ContainerStatus, Job, Pod } from "../src/Kube.js"
+import { type Condition, type ContainerStatus, decodePod, type Event, type Job, type Pod } from "../src/Kube.js"
 import type { Millis } from "../src/Time.js"
 import type { ZombieReason } from "../src/ZombieReason.js"
 
@@ -148,6 +149,7 @@ const input = (over: Partial<ClassifyInput> & { readonly now: Millis }): Classif
   run: { jobName: JOB, startedAt: T0 },
   job: Option.some(makeJob()),
   pods: [],
+  events: [],
   graces: defaultGraces,
   sweeperIntervalSeconds: INTERVAL,
   firstSeen: noSignals,
@@ -655,5 +657,265 @@ describe("Classifier: recheckAt", () => {
     expect(recheckAt(judge({ pods: [runningPod()], now: T0 + sec(10) }))).toEqual(Option.some(SAFETY_NET))
     expect(recheckAt(judge({ pods: [], now: T0 + sec(10) }))).toEqual(Option.some(T0 + sec(120)))
     expect(recheckAt(judge({ pods: [evictedPod()], now: T0 + sec(10) }))).toEqual(Option.none())
+  })
+})
+
+// ---- what a real node writes (../shared/spec/real-cluster.md) -----------------------------------
+
+const neverRestarts = (pod: Pod): Pod => ({ ...pod, spec: { restartPolicy: "Never", containers: [{ name: "agent", image: IMAGE }] } })
+
+const podEvent = (
+  reason: string,
+  message: string,
+  opts: { readonly pod?: string; readonly uid?: string; readonly at?: Millis; readonly kind?: string } = {}
+): Event => ({
+  metadata: { name: `${opts.pod ?? `${JOB}-x7k2p`}.${reason}`, namespace: "agents", creationTimestamp: iso(opts.at ?? T0) },
+  involvedObject: {
+    kind: opts.kind ?? "Pod",
+    name: opts.pod ?? `${JOB}-x7k2p`,
+    namespace: "agents",
+    ...(opts.uid === undefined ? {} : { uid: opts.uid })
+  },
+  reason,
+  message,
+  type: "Warning",
+  ...(opts.at === undefined ? {} : { lastTimestamp: iso(opts.at) }),
+  source: { component: "kubelet" }
+})
+
+const storageMessage = "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi."
+const complete = (at: Millis) =>
+  makeJob({
+    conditions: [
+      condition("SuccessCriteriaMet", "True", "CompletionsReached", undefined, at),
+      condition("Complete", "True", "CompletionsReached", undefined, at)
+    ],
+    succeeded: 1
+  })
+
+describe("Classifier: the Job's FailureTarget comes before its Failed condition", () => {
+  const deadlineAt = T0 + sec(TIMEOUT)
+  const failureTarget = (reason: string, at: Millis) =>
+    makeJob({ conditions: [condition("FailureTarget", "True", reason, "Job was active longer than specified deadline", at)] })
+
+  it("FailureTarget DeadlineExceeded while the killed pod still runs ⇒ deadline_exceeded at once, not a crash 30 s later", () => {
+    const terminating: Pod = { ...neverRestarts(runningPod()), metadata: { ...runningPod().metadata, deletionTimestamp: iso(deadlineAt) } }
+    const zombie = expectZombie(
+      judge({ job: Option.some(failureTarget("DeadlineExceeded", deadlineAt)), pods: [terminating], now: deadlineAt + 100 }),
+      "deadline_exceeded"
+    )
+    expect(zombie.since).toBe(deadlineAt)
+    expect(zombie.detail).toBe(`Job exceeded activeDeadlineSeconds=${TIMEOUT}`)
+    // 30 s later the pod has died with 137: still the deadline, whichever condition the Job shows
+    const killed = neverRestarts(terminatedPod("Failed", 137, "Error", deadlineAt + sec(30)))
+    for (const job of [failureTarget("DeadlineExceeded", deadlineAt), failedJob("DeadlineExceeded", undefined, deadlineAt + sec(30))]) {
+      expectZombie(judge({ job: Option.some(job), pods: [killed], now: deadlineAt + sec(31) }), "deadline_exceeded")
+    }
+  })
+
+  it("a deadline kill whose process exits 0 on SIGTERM (pod Succeeded, Job Failed DeadlineExceeded, succeeded 1) is never a success", () => {
+    const job: Job = {
+      ...failedJob("DeadlineExceeded", "Job was active longer than specified deadline", deadlineAt + sec(1)),
+      status: {
+        conditions: [
+          condition("FailureTarget", "True", "DeadlineExceeded", undefined, deadlineAt),
+          condition("Failed", "True", "DeadlineExceeded", undefined, deadlineAt + sec(1))
+        ],
+        succeeded: 1
+      }
+    }
+    const exited = neverRestarts(terminatedPod("Succeeded", 0, "Completed", deadlineAt + sec(1)))
+    expectZombie(judge({ job: Option.some(job), pods: [exited], now: deadlineAt + sec(2) }), "deadline_exceeded")
+    expectZombie(
+      judge({ job: Option.some(failureTarget("DeadlineExceeded", deadlineAt)), pods: [exited], now: deadlineAt + sec(1) }),
+      "deadline_exceeded"
+    )
+  })
+
+  it("FailureTarget BackoffLimitExceeded takes its reason from the pod: OOMKilled while the phase still says Running", () => {
+    const oom = neverRestarts(
+      makePod({
+        phase: "Running",
+        conditions: [scheduled],
+        containerStatuses: [agentContainer({ terminated: { exitCode: 137, reason: "OOMKilled", finishedAt: iso(T0 + sec(3)) } })]
+      })
+    )
+    const zombie = expectZombie(
+      judge({ job: Option.some(failureTarget("BackoffLimitExceeded", T0 + sec(4))), pods: [oom], now: T0 + sec(4) }),
+      "pod_crash_no_stdout"
+    )
+    expect(zombie.detail).toBe("OOMKilled, exit 137")
+    expect(zombie.since).toBe(T0 + sec(3))
+    // the container's end is final under restartPolicy Never: judged before the phase or the Job follow
+    expect(expectZombie(judge({ pods: [oom], now: T0 + sec(3) }), "pod_crash_no_stdout").detail).toBe("OOMKilled, exit 137")
+  })
+
+  it("FailureTarget BackoffLimitExceeded with no pod evidence ⇒ pod_crash_no_stdout naming the Job's reason", () => {
+    const zombie = expectZombie(
+      judge({ job: Option.some(failureTarget("BackoffLimitExceeded", T0 + sec(4))), pods: [], now: T0 + sec(5) }),
+      "pod_crash_no_stdout"
+    )
+    expect(zombie.detail).toContain("BackoffLimitExceeded")
+  })
+})
+
+describe("Classifier: evictions (the kubelet's Evicted Event)", () => {
+  const pod = `${JOB}-x7k2p`
+  const evictedAt = T0 + sec(9)
+
+  it("an eviction whose process exited 0 (pod Succeeded, Job Complete) ⇒ pod_evicted with the Event's message", () => {
+    const exited = terminatedPod("Succeeded", 0, "Completed", evictedAt + sec(1))
+    const events = [podEvent("Evicted", storageMessage, { at: evictedAt }), podEvent("Killing", "Stopping container agent", { at: evictedAt })]
+    const zombie = expectZombie(judge({ job: Option.some(complete(evictedAt + sec(2))), pods: [exited], events, now: evictedAt + sec(2) }), "pod_evicted")
+    expect(zombie.detail).toBe(`pod ${pod} evicted: ${storageMessage}`)
+    expect(zombie.since).toBe(evictedAt)
+    // without the Event it is a good run
+    expect(judge({ job: Option.some(complete(evictedAt + sec(2))), pods: [exited], now: evictedAt + sec(2) })).toEqual({ _tag: "Succeeded" })
+  })
+
+  it("the Evicted Event before the pod ends ⇒ pod_evicted at once", () => {
+    const zombie = expectZombie(
+      judge({ pods: [neverRestarts(runningPod())], events: [podEvent("Evicted", storageMessage, { at: evictedAt })], now: evictedAt }),
+      "pod_evicted"
+    )
+    expect(zombie.detail).toContain(storageMessage)
+  })
+
+  it("Events about other objects do not count: another Job's pod, a pod of the same name with another uid, other reasons, a Job", () => {
+    const exited: Pod = { ...terminatedPod("Succeeded", 0, "Completed"), metadata: { ...terminatedPod("Succeeded", 0, "Completed").metadata, uid: "uid-pod" } }
+    const noise = [
+      podEvent("Evicted", storageMessage, { pod: "claude-agent-4aa57614-9f9f9f9f9f-x7k2p" }),
+      podEvent("Evicted", storageMessage, { pod, uid: "uid-older" }),
+      podEvent("Killing", "Stopping container agent", { pod }),
+      podEvent("Evicted", storageMessage, { pod: JOB, kind: "Job" })
+    ]
+    expect(judge({ job: Option.some(complete(T0 + sec(60))), pods: [exited], events: noise, now: T0 + sec(61) })).toEqual({
+      _tag: "Succeeded"
+    })
+    expect(
+      judge({ job: Option.some(complete(T0 + sec(60))), pods: [exited], events: [podEvent("Evicted", storageMessage, { pod, uid: "uid-pod" })], now: T0 + sec(61) })
+    ).toMatchObject({ _tag: "Zombie", reason: "pod_evicted" })
+  })
+
+  it("a Complete Job whose evicted pod is already gone ⇒ pod_evicted (its generated name ties the Event to the Job)", () => {
+    expectZombie(
+      judge({ job: Option.some(complete(T0 + sec(60))), pods: [], events: [podEvent("Evicted", storageMessage, { pod: `${JOB}-b2c4d` })], now: T0 + sec(61) }),
+      "pod_evicted"
+    )
+  })
+
+  it("an evicted pod replaced by one that succeeded (backoffLimit above 0) did its work: Succeeded", () => {
+    const first: Pod = { ...evictedPod(storageMessage), metadata: { ...evictedPod().metadata, name: `${JOB}-aaaaa` } }
+    const second: Pod = { ...terminatedPod("Succeeded", 0, "Completed"), metadata: { ...terminatedPod("Succeeded", 0, "Completed").metadata, name: `${JOB}-bbbbb` } }
+    const events = [podEvent("Evicted", storageMessage, { pod: `${JOB}-aaaaa` })]
+    expect(judge({ job: Option.some(complete(T0 + sec(60))), pods: [first, second], events, now: T0 + sec(61) })).toEqual({ _tag: "Succeeded" })
+  })
+
+  it("an eviction whose PID 1 ignores SIGTERM (pod Failed, reason Evicted, exit 137; Job BackoffLimitExceeded) ⇒ pod_evicted", () => {
+    const zombie = expectZombie(
+      judge({ job: Option.some(failedJob("BackoffLimitExceeded")), pods: [evictedPod(storageMessage)], now: T0 + sec(301) }),
+      "pod_evicted"
+    )
+    expect(zombie.detail).toBe(`pod ${pod} evicted: ${storageMessage}`)
+  })
+})
+
+describe("Classifier: containers the kubelet lost, and earlier states", () => {
+  it("ContainerStatusUnknown with null times (decoded from what the kubelet writes) ⇒ a crash, exit 137, naming it", () => {
+    const wire = {
+      metadata: { name: `${JOB}-x7k2p`, namespace: "agents", creationTimestamp: iso(POD_CREATED), deletionTimestamp: null },
+      spec: { restartPolicy: "Never", containers: [{ name: "agent", image: IMAGE }] },
+      status: {
+        phase: "Failed",
+        conditions: [{ type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: iso(POD_CREATED) }],
+        containerStatuses: [
+          {
+            name: "agent",
+            image: IMAGE,
+            imageID: "",
+            ready: false,
+            restartCount: 0,
+            started: false,
+            lastState: {},
+            state: {
+              terminated: {
+                exitCode: 137,
+                reason: "ContainerStatusUnknown",
+                message: "The container could not be located when the pod was terminated",
+                startedAt: null,
+                finishedAt: null
+              }
+            }
+          }
+        ]
+      }
+    }
+    const decoded = decodePod(wire)
+    expect(Either.isRight(decoded), JSON.stringify(decoded)).toBe(true)
+    const pod = Either.getOrThrow(decoded)
+    const zombie = expectZombie(judge({ pods: [pod], now: T0 + sec(90) }), "pod_crash_no_stdout")
+    expect(zombie.detail).toBe("ContainerStatusUnknown, exit 137: The container could not be located when the pod was terminated")
+    expect(zombie.since).toBe(T0 + sec(90))
+  })
+
+  it("a failed pod whose container is waiting again takes the exit code and reason from lastState", () => {
+    const pod = makePod({
+      phase: "Failed",
+      containerStatuses: [
+        {
+          ...agentContainer({ waiting: { reason: "ContainerCreating" } }),
+          lastState: { terminated: { exitCode: 137, reason: "ContainerStatusUnknown", message: "The container used to be Running" } }
+        }
+      ]
+    })
+    expect(expectZombie(judge({ pods: [pod], now: T0 + sec(90) }), "pod_crash_no_stdout").detail).toBe(
+      "ContainerStatusUnknown, exit 137: The container used to be Running"
+    )
+  })
+
+  it("a running container's lastState is not its end", () => {
+    const pod = neverRestarts(
+      makePod({
+        phase: "Running",
+        containerStatuses: [{ ...agentContainer({ running: { startedAt: iso(T0 + sec(6)) } }), lastState: { terminated: { exitCode: 1, reason: "Error" } } }]
+      })
+    )
+    expectHealthy(judge({ pods: [pod], now: T0 + sec(90) }))
+  })
+})
+
+describe("Classifier: details carry what Kubernetes wrote", () => {
+  const quota = (n: number) =>
+    `Error creating: pods "${JOB}-" is forbidden: exceeded quota: agent-quota, requested: pods=1, used: pods=${n}, limited: pods=10`
+  const failedCreate = (message: string, at: Millis, name = JOB): Event => ({
+    ...podEvent("FailedCreate", message, { pod: name, kind: "Job", at }),
+    source: { component: "job-controller" }
+  })
+
+  it("job_pod_create_failed carries the newest FailedCreate message of the Job", () => {
+    const events = [failedCreate(quota(10), T0 + sec(1)), failedCreate(quota(11), T0 + sec(60)), failedCreate(quota(99), T0 + sec(90), "other-job")]
+    const zombie = expectZombie(judge({ pods: [], events, now: T0 + sec(120) }), "job_pod_create_failed")
+    expect(zombie.detail).toBe(`Job ${JOB} created no pod within 120s: ${quota(11)}`)
+    expect(expectZombie(judge({ pods: [], now: T0 + sec(120) }), "job_pod_create_failed").detail).toBe(`Job ${JOB} created no pod within 120s`)
+  })
+
+  it("a crash names the terminated message after reason and exit code", () => {
+    const pod = makePod({
+      phase: "Failed",
+      containerStatuses: [agentContainer({ terminated: { exitCode: 2, reason: "Error", message: "panic: no token\n  at main.go:12" } })]
+    })
+    expect(expectZombie(judge({ pods: [pod], now: T0 + sec(90) }), "pod_crash_no_stdout").detail).toBe("Error, exit 2: panic: no token at main.go:12")
+  })
+
+  it("long messages are cut to a sane length, on one line", () => {
+    const long = `0/500 nodes are available: ${"1 node(s) had untolerated taint {dedicated: gpu}, ".repeat(40)}`
+    const zombie = expectZombie(judge({ pods: [unschedulablePod({ message: long })], now: POD_CREATED + sec(120) }), "pod_not_scheduled")
+    expect(zombie.detail.length).toBeLessThanOrEqual(`pod ${JOB}-x7k2p not scheduled: `.length + messageLimit)
+    expect(zombie.detail.endsWith("…")).toBe(true)
+    expect(zombie.detail).not.toContain("\n")
+    const pull = `Back-off pulling image "${IMAGE}": ErrImagePull: ${"failed to pull and unpack image; ".repeat(30)}`
+    const suspect = expectSuspect(judge({ pods: [waitingPod("ImagePullBackOff", pull)], now: POD_CREATED + sec(10) }), "image_pull_backoff")
+    expect(suspect.detail.startsWith(`ImagePullBackOff (image ${IMAGE}): Back-off pulling image "${IMAGE}": ErrImagePull`)).toBe(true)
+    expect(suspect.detail.length).toBeLessThanOrEqual(`ImagePullBackOff (image ${IMAGE}): `.length + messageLimit)
   })
 })

@@ -29,7 +29,8 @@ const settings: JobSettings = {
   topicPrefix: "test-prefix",
   jobTtlSecondsAfterFinished: 1800,
   kafkaClientCertSecret: "",
-  kafkaCaCertSecret: ""
+  kafkaCaCertSecret: "",
+  imagePullSecret: "docker"
 }
 
 const config = (spec: Record<string, unknown> = {}): AgentConfig =>
@@ -454,6 +455,19 @@ describe("buildJob", () => {
     ])
   })
 
+  it("the executor's pull secret setting applies when the Config names none; empty names none at all", () => {
+    const own = { ...settings, imagePullSecret: "registry-creds" }
+    expect(build({ settings: own }).spec.template.spec.imagePullSecrets).toEqual([{ name: "registry-creds" }])
+    expect(build({ settings: own, config: config({ imagePullSecret: "mine" }) }).spec.template.spec.imagePullSecrets).toEqual([
+      { name: "mine" }
+    ])
+    const none = build({ settings: { ...settings, imagePullSecret: "" } }).spec.template.spec
+    expect("imagePullSecrets" in none).toBe(false)
+    expect(build({ settings: { ...settings, imagePullSecret: "" }, config: config({ imagePullSecret: "mine" }) }).spec.template.spec.imagePullSecrets).toEqual([
+      { name: "mine" }
+    ])
+  })
+
   it("applies resource overrides per field (catalogue 118)", () => {
     const full = build({
       config: config({
@@ -471,13 +485,38 @@ describe("buildJob", () => {
       requests: { cpu: "20m", memory: "20Mi" },
       limits: { cpu: "50m", memory: "50Mi" }
     })
-    expect(container(build({ config: config({ resources: { requests: { cpu: "250m" } } }) })).resources).toEqual({
-      requests: { cpu: "250m", memory: "20Mi" },
+    expect(container(build({ config: config({ resources: { requests: { cpu: "40m" } } }) })).resources).toEqual({
+      requests: { cpu: "40m", memory: "20Mi" },
       limits: { cpu: "50m", memory: "50Mi" }
     })
     expect(container(build({ config: config({ resources: { limits: { memory: "1Gi" } } }) })).resources).toEqual({
       requests: { cpu: "20m", memory: "20Mi" },
       limits: { cpu: "50m", memory: "1Gi" }
+    })
+  })
+
+  it("fills a side the Config leaves out so that no request is above its limit (the API server rejects that Job)", () => {
+    const resources = (r: Record<string, unknown>) => container(build({ config: config({ resources: r }) })).resources
+    // a limit below the default request: the request is the limit
+    expect(resources({ limits: { memory: "16Mi", cpu: "10m" } })).toEqual({
+      requests: { cpu: "10m", memory: "16Mi" },
+      limits: { cpu: "10m", memory: "16Mi" }
+    })
+    // a request above the default limit: the limit is the request
+    expect(resources({ requests: { memory: "1Gi", cpu: "250m" } })).toEqual({
+      requests: { cpu: "250m", memory: "1Gi" },
+      limits: { cpu: "250m", memory: "1Gi" }
+    })
+    // compared as quantities, whatever the spelling
+    expect(resources({ limits: { memory: "0.015Gi" }, requests: { cpu: "0.1" } })).toEqual({
+      requests: { cpu: "0.1", memory: "0.015Gi" },
+      limits: { cpu: "0.1", memory: "0.015Gi" }
+    })
+    expect(resources({ limits: { memory: "20971520" } }).requests.memory).toBe("20Mi")
+    // ephemeral-storage has no default: only what is given (Kubernetes defaults a missing request to the limit)
+    expect(resources({ limits: { "ephemeral-storage": "16Mi" } })).toEqual({
+      requests: { cpu: "20m", memory: "20Mi" },
+      limits: { cpu: "50m", memory: "50Mi", "ephemeral-storage": "16Mi" }
     })
   })
 

@@ -23,7 +23,12 @@ export interface ClusterWatchShape {
   readonly jobEvents: Stream.Stream<WatchEvent<Kube.Job>>
   readonly podEvents: Stream.Stream<WatchEvent<Kube.Pod>>
   readonly configEvents: Stream.Stream<WatchEvent<ConfigObject>>
-  /** Completes once the Job, Pod and Config caches hold their initial lists. */
+  /**
+   * The kubelet's `Evicted` Events about pods of the namespace (field selector
+   * `Kube.podEvictionSelector`): the only trace of an eviction whose process exited 0 on SIGTERM.
+   */
+  readonly evictionEvents: Stream.Stream<WatchEvent<Kube.Event>>
+  /** Completes once the Job, Pod, Config and eviction caches hold their initial lists. */
   readonly synced: Effect.Effect<void>
   readonly job: (name: string) => Effect.Effect<Option.Option<Kube.Job>>
   /**
@@ -36,6 +41,10 @@ export interface ClusterWatchShape {
   /** Every Job carrying the task-id label. */
   readonly jobs: Effect.Effect<ReadonlyArray<Kube.Job>>
   readonly podsOfJob: (jobName: string) => Effect.Effect<ReadonlyArray<Kube.Pod>>
+  /** The cached `Evicted` Events of the namespace. */
+  readonly evictions: Effect.Effect<ReadonlyArray<Kube.Event>>
+  /** The Events of the namespace that match a field selector (`a=b,c=d`), as the API server has them now. */
+  readonly readEvents: (fieldSelector: string) => Effect.Effect<ReadonlyArray<Kube.Event>, ClusterError>
 }
 
 export class ClusterWatch extends Context.Tag("executor/ClusterWatch")<ClusterWatch, ClusterWatchShape>() {}

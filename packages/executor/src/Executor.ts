@@ -3,7 +3,7 @@ import { AgentRegistry } from "./AgentRegistry.js"
 import { ConsumerLive } from "./Consumer.js"
 import { Dispatcher } from "./Dispatcher.js"
 import { Dedupe } from "./Dedupe.js"
-import { JobWatcherLive, PodWatcherLive } from "./JobWatcher.js"
+import { EvictionWatcherLive, JobWatcherLive, PodWatcherLive } from "./JobWatcher.js"
 import { Readiness } from "./Readiness.js"
 import { recover } from "./Recovery.js"
 import { RunTracker } from "./RunTracker.js"
@@ -16,7 +16,7 @@ export const layerState = Verdicts.layer.pipe(
 )
 
 /** Restart recovery, then the detectors: so no detector judges a run before it is rebuilt. */
-export const layerDetectors = Layer.mergeAll(JobWatcherLive, PodWatcherLive, SweeperLive).pipe(
+export const layerDetectors = Layer.mergeAll(JobWatcherLive, PodWatcherLive, EvictionWatcherLive, SweeperLive).pipe(
   Layer.provide(Layer.effectDiscard(recover))
 )
 

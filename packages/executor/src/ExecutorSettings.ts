@@ -10,6 +10,8 @@ export interface ExecutorSettingsShape {
   readonly jobTtlSecondsAfterFinished: number
   readonly kafkaClientCertSecret: string
   readonly kafkaCaCertSecret: string
+  /** `IMAGE_PULL_SECRET`: the agent pods' pull secret when their Config names none; empty: none. */
+  readonly imagePullSecret: string
   readonly names: Labels.Names
 }
 
@@ -25,6 +27,7 @@ export class ExecutorSettings extends Context.Tag("executor/ExecutorSettings")<
     jobTtlSecondsAfterFinished: 1800,
     kafkaClientCertSecret: "",
     kafkaCaCertSecret: "",
+    imagePullSecret: "docker",
     names: Labels.names()
   }
 

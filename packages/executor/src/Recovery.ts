@@ -59,11 +59,12 @@ export const recover = Effect.gen(function* () {
         yield* removeFinalizer
         continue
       }
-    } else if (Kube.jobSucceeded(job) || (!ours && Kube.jobFinished(job))) {
-      // Done, or a finished Job of the executor being replaced, which reported it itself.
-      yield* removeFinalizer
+    } else if (!ours && Kube.jobFinished(job)) {
+      // A finished Job of the executor being replaced, which reported it itself.
       continue
     }
+    // A Job of ours that completed while no executor ran is judged too: a Complete Job can be an
+    // eviction whose process exited 0, which only the kubelet's Event tells.
     const assignee = Kube.label(job.metadata, names.assigneeLabel)
     const startedAt = Option.getOrElse(Kube.createdAt(job.metadata), () => 0)
     yield* tracker.track({

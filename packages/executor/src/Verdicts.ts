@@ -1,5 +1,5 @@
 import { Clock, Context, Duration, Effect, Either, FiberMap, FiberSet, Layer, Metric, Option } from "effect"
-import { Classifier, Doctrine, Time, type ZombieReason } from "@executor/domain"
+import { Classifier, Doctrine, Kube, Time, type ZombieReason } from "@executor/domain"
 import { AgentRegistry } from "./AgentRegistry.js"
 import { type ClusterError, ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
@@ -176,12 +176,28 @@ const make = Effect.gen(function* () {
       yield* FiberMap.remove(rechecks, run.jobName)
     })
 
-  /** The run's Job and pods as the caches hold them. */
-  const cachedView = (run: TrackedRun) => Effect.all({ job: watch.job(run.jobName), pods: watch.podsOfJob(run.jobName) })
+  /** The run's Job, pods and the Events that may be about them, as the caches hold them. */
+  const cachedView = (run: TrackedRun) =>
+    Effect.all({ job: watch.job(run.jobName), pods: watch.podsOfJob(run.jobName), events: watch.evictions })
 
-  /** The run's Job and pods as the API server has them now. */
+  /**
+   * The same as the API server has them now, with the job controller's `FailedCreate` Events of
+   * the Job (no informer holds those; they matter only for the detail of a verdict).
+   */
   const liveView = (run: TrackedRun) =>
-    Effect.all({ job: watch.readJob(run.jobName), pods: watch.readPodsOfJob(run.jobName, run.taskId) })
+    Effect.all(
+      {
+        job: watch.readJob(run.jobName),
+        pods: watch.readPodsOfJob(run.jobName, run.taskId),
+        events: Effect.map(
+          Effect.all([watch.readEvents(Kube.podEvictionSelector), watch.readEvents(Kube.jobCreateFailureSelector(run.jobName))], {
+            concurrency: "unbounded"
+          }),
+          (lists) => lists.flat()
+        )
+      },
+      { concurrency: "unbounded" }
+    )
 
   const judge = (run: TrackedRun, seen: Effect.Effect.Success<ReturnType<typeof cachedView>>) =>
     Effect.gen(function* () {
@@ -192,6 +208,7 @@ const make = Effect.gen(function* () {
         run,
         job: seen.job,
         pods: seen.pods,
+        events: seen.events,
         graces,
         sweeperIntervalSeconds: interval,
         now,
@@ -205,15 +222,16 @@ const make = Effect.gen(function* () {
     FiberMap.run(rechecks, jobName, Effect.zipRight(Effect.sleep(wait), FiberSet.run(pipelines, evaluate(jobName, source))))
 
   /**
-   * A verdict is final and the caches may lag (an event still on its way, a watch reconnecting, a
-   * Job not seen yet, which looks deleted), so it is made on what the API server says now. None: it
-   * could not answer; look again shortly.
+   * A verdict is final, and so is a success, and the caches may lag (an event still on its way, a
+   * watch reconnecting, a Job not seen yet, which looks deleted, an `Evicted` Event behind the
+   * Job's `Complete`), so both are made on what the API server says now. None: it could not
+   * answer; look again shortly.
    */
   const confirm = (run: TrackedRun, source: VerdictSource) =>
     Effect.gen(function* () {
       const live = yield* Effect.either(liveView(run))
       if (Either.isRight(live)) return Option.some(yield* judge(run, live.right))
-      yield* Effect.logWarning("could not confirm a verdict with the API server; looking again shortly").pipe(
+      yield* Effect.logWarning("could not confirm a judgement with the API server; looking again shortly").pipe(
         Effect.annotateLogs({ event: "verdict_unconfirmed", job: run.jobName, error: live.left.message })
       )
       yield* recheck(run.jobName, confirmRetry, source)
@@ -226,7 +244,8 @@ const make = Effect.gen(function* () {
       if (Option.isNone(tracked) || tracked.value.settling) return
       const run = tracked.value
       const fromCache = yield* judge(run, yield* cachedView(run))
-      const judged = fromCache.judgement._tag === "Zombie" ? yield* confirm(run, source) : Option.some(fromCache)
+      const final = fromCache.judgement._tag === "Zombie" || fromCache.judgement._tag === "Succeeded"
+      const judged = final ? yield* confirm(run, source) : Option.some(fromCache)
       if (Option.isNone(judged)) return
       const { firstSeen, judgement, now } = judged.value
       yield* tracker.observe(jobName, firstSeen)

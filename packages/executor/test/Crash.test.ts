@@ -113,7 +113,7 @@ const harness = (podBehaviour: PodBehaviour.Resolver, spec: Record<string, unkno
     const scope = yield* Effect.scope
     const world = yield* makeWorld(podBehaviour, spec)
     const controller = yield* ControllerModel.make(world.bus, { topicPrefix: world.settings.topicPrefix })
-    yield* AgentModel.make(world.bus, world.cluster.watch, controller, {
+    yield* AgentModel.make(world.bus, world.cluster, controller, {
       topicPrefix: world.settings.topicPrefix,
       taskIdLabel: names.taskIdLabel
     })

@@ -1,5 +1,5 @@
 import * as k8s from "@kubernetes/client-node"
-import { AgentConfig, Labels } from "@executor/domain"
+import { AgentConfig, Labels, Quantity } from "@executor/domain"
 import { ClusterError } from "@executor/executor"
 import { Duration, Effect, Schedule } from "effect"
 import { stringify } from "yaml"
@@ -20,9 +20,41 @@ const string: JsonSchema = { type: "string" }
 
 const taskTypeName: JsonSchema = { type: "string", pattern: "^[a-z0-9-]+$", maxLength: 63 }
 
+/**
+ * A container resource quantity. The API server rejects what can never make a valid Job: the CEL
+ * quantity library (Kubernetes 1.29+) reads it as Kubernetes would. The length bound keeps the
+ * rules' estimated cost inside the budget.
+ */
+export const quantityRules = [
+  { rule: "isQuantity(self)", message: "must be a resource quantity such as 500m, 2, 128Mi or 1Gi" },
+  { rule: "!isQuantity(self) || !quantity(self).isLessThan(quantity('0'))", message: "must not be negative" }
+] as const
+
+const quantity: JsonSchema = {
+  type: "string",
+  maxLength: Quantity.maxLength,
+  "x-kubernetes-validations": quantityRules
+}
+
 const resourceList: JsonSchema = {
   type: "object",
-  properties: { cpu: string, memory: string, "ephemeral-storage": string }
+  properties: Object.fromEntries(AgentConfig.resourceNames.map((name) => [name, quantity]))
+}
+
+/** CEL names a property with a dash `__dash__`. */
+const celName = (name: string): string => name.replace(/-/g, "__dash__")
+
+/** A request above its limit makes the API server reject every Job of the Config (422). */
+export const requestWithinLimitRule = (name: AgentConfig.ResourceName) => {
+  const request = `self.requests.${celName(name)}`
+  const limit = `self.limits.${celName(name)}`
+  return {
+    rule:
+      `!has(self.requests) || !has(self.limits) || !has(${request}) || !has(${limit}) || ` +
+      `!isQuantity(${request}) || !isQuantity(${limit}) || quantity(${request}).compareTo(quantity(${limit})) <= 0`,
+    message: `must be less than or equal to spec.resources.limits.${name}`,
+    fieldPath: name.includes("-") ? `.requests['${name}']` : `.requests.${name}`
+  }
 }
 
 const boundedInteger = (field: AgentConfig.BoundedField): JsonSchema => ({
@@ -46,7 +78,11 @@ export const specSchema: JsonSchema = {
     heartbeat: { type: "string", pattern: "^[0-9]+(s|m|h)$" },
     taskType: taskTypeName,
     taskTypes: { type: "array", items: taskTypeName },
-    resources: { type: "object", properties: { requests: resourceList, limits: resourceList } },
+    resources: {
+      type: "object",
+      "x-kubernetes-validations": AgentConfig.resourceNames.map(requestWithinLimitRule),
+      properties: { requests: resourceList, limits: resourceList }
+    },
     env: { type: "object", additionalProperties: string },
     secretName: string,
     volumeClaim: string,

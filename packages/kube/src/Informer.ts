@@ -70,6 +70,8 @@ export interface InformerOptions<A extends Named> {
   readonly path: string
   /** Applied to both LIST and WATCH. */
   readonly labelSelector?: string | undefined
+  /** Applied to both LIST and WATCH. */
+  readonly fieldSelector?: string | undefined
   /** The LIST of `path` (same selector). */
   readonly list: Effect.Effect<k8s.KubernetesListObject<k8s.KubernetesObject>, KubeApiError>
   /**
@@ -277,11 +279,14 @@ export const make = <A extends Named>(
 
         yield* Effect.acquireRelease(
           Effect.sync(() => {
-            const informer = k8s.makeInformer<k8s.KubernetesObject>(
-              kubeConfig,
+            // what `makeInformer` builds, with the field selector it cannot pass
+            const informer = new k8s.ListWatch<k8s.KubernetesObject>(
               options.path,
+              new k8s.Watch(kubeConfig),
               () => runPromise(listOnce),
-              options.labelSelector
+              false,
+              options.labelSelector,
+              options.fieldSelector
             )
             const offer = (tag: "Upsert" | "Delete") => (object: k8s.KubernetesObject) => {
               if (!state.closed) raw.unsafeOffer({ _tag: tag, object })

@@ -13,7 +13,7 @@ import {
   type JobEvent,
   NotFound
 } from "@executor/executor"
-import { Clock, Context, Duration, Effect, Either, Layer, Option, Schedule, type Scope, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Either, Layer, Metric, Option, Schedule, type Scope, Schema } from "effect"
 import * as Api from "./Api.js"
 import * as Informer from "./Informer.js"
 import { KubeConnection } from "./KubeConfig.js"
@@ -42,6 +42,7 @@ export interface KubeClusterShape {
     readonly jobs: Informer.InformerShape<Kube.Job>
     readonly pods: Informer.InformerShape<Kube.Pod>
     readonly configs: Informer.InformerShape<ConfigObject>
+    readonly evictions: Informer.InformerShape<Kube.Event>
   }
 }
 
@@ -129,6 +130,22 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
       decode: decodeConfigObject
     })
 
+    // The kubelet's Evicted Events only: a field selector keeps the rest of the namespace's Events out.
+    const evictions = yield* Informer.make<Kube.Event>(kubeConfig, {
+      ...common,
+      kind: "Event",
+      path: `/api/v1/namespaces/${ns}/events`,
+      fieldSelector: Kube.podEvictionSelector,
+      list: Api.call(
+        "listEvents",
+        ns,
+        (o) => core.listNamespacedEvent({ namespace: ns, fieldSelector: Kube.podEvictionSelector }, o),
+        { timeout }
+      ),
+      toWire: (object) => Wire.toWire(object, "CoreV1Event"),
+      decode: Kube.decodeEvent
+    })
+
     const call = <A>(
       operation: string,
       target: string,
@@ -160,27 +177,54 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
         }))
       )
 
+    /**
+     * Listed objects through a domain Schema. One that does not decode is skipped and counted like
+     * an informer's: a pod the schema cannot read must not block every verdict on its Job.
+     */
+    const decodeListed = <A>(kind: string, type: string, decode: (wire: unknown) => Either.Either<A, unknown>) =>
+      (items: ReadonlyArray<k8s.KubernetesObject>): Effect.Effect<ReadonlyArray<A>> =>
+        Effect.forEach(items, (item) =>
+          Either.match(Either.flatMap(Either.try(() => Wire.toWire(item, type)), decode), {
+            onRight: (value) => Effect.succeed([value]),
+            onLeft: () =>
+              Effect.zipRight(
+                Metric.increment(Metric.tagged(Informer.decodeFailures, "kind", kind)),
+                Effect.logWarning(`skipped a listed ${kind} that does not decode`).pipe(
+                  Effect.annotateLogs({ event: "watch_decode_failed", kind, name: item.metadata?.name ?? "" }),
+                  Effect.as([])
+                )
+              )
+          })).pipe(Effect.map((lists) => lists.flat()))
+
     const readPodsOfJobLive = (jobName: string, taskId: string): Effect.Effect<ReadonlyArray<Kube.Pod>, ClusterError> =>
       call("listPods", jobName, (o) => core.listNamespacedPod({ namespace: ns, labelSelector: `${selector}=${taskId}` }, o)).pipe(
         Effect.mapError(Api.toClusterError),
-        Effect.flatMap((list) =>
-          Effect.forEach(
-            list.items.filter(ownedBy(jobName)),
-            decodeLive("listPods", jobName, Kube.decodePod, "V1Pod")
-          ))
+        Effect.flatMap((list) => decodeListed<Kube.Pod>("Pod", "V1Pod", Kube.decodePod)(list.items.filter(ownedBy(jobName))))
+      )
+
+    const readEventsLive = (fieldSelector: string): Effect.Effect<ReadonlyArray<Kube.Event>, ClusterError> =>
+      call("listEvents", fieldSelector, (o) => core.listNamespacedEvent({ namespace: ns, fieldSelector }, o)).pipe(
+        Effect.mapError(Api.toClusterError),
+        Effect.flatMap((list) => decodeListed<Kube.Event>("Event", "CoreV1Event", Kube.decodeEvent)(list.items))
       )
 
     const watch: ClusterWatchShape = {
       jobEvents: jobs.events,
       podEvents: pods.events,
       configEvents: configs.events,
-      synced: Effect.all([jobs.synced, pods.synced, configs.synced], { concurrency: "unbounded", discard: true }),
+      evictionEvents: evictions.events,
+      synced: Effect.all([jobs.synced, pods.synced, configs.synced, evictions.synced], {
+        concurrency: "unbounded",
+        discard: true
+      }),
       job: jobs.get,
       readJob: readJobLive,
       readPodsOfJob: readPodsOfJobLive,
       // the informer selects on the task-id label: every cached Job carries it
       jobs: Effect.map(jobs.list, (all) => [...all].sort(byCreation)),
-      podsOfJob: (jobName) => Effect.map(pods.list, (all) => all.filter(ownedBy(jobName)))
+      podsOfJob: (jobName) => Effect.map(pods.list, (all) => all.filter(ownedBy(jobName))),
+      evictions: evictions.list,
+      readEvents: readEventsLive
     }
 
     // --- writes ----------------------------------------------------------------------------
@@ -287,7 +331,7 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
       })
     }
 
-    return { namespace: ns, watch, ops, informers: { jobs, pods, configs } }
+    return { namespace: ns, watch, ops, informers: { jobs, pods, configs, evictions } }
   }).pipe(Effect.annotateLogs({ service: "KubeCluster" }))
 
 /** `ClusterWatch` and `ClusterOps` (and `KubeCluster`) against the API server of `KubeConnection`. */

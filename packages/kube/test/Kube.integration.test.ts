@@ -7,14 +7,17 @@ import { existsSync, openSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as k8s from "@kubernetes/client-node"
-import { type JobBuilder, Kube, Labels } from "@executor/domain"
+import { AgentConfig, type JobBuilder, Kube, Labels } from "@executor/domain"
 import { ClusterOps, ClusterWatch, type WatchEvent } from "@executor/executor"
 import { Api, Crd, Informer, KubeCluster, KubeConfig, Lease } from "@executor/kube"
 import { Duration, Effect, Either, Layer, Metric, Option, Ref, Schedule, Schema, TestClock, TestContext } from "effect"
+import { fileURLToPath } from "node:url"
+import { parseAllDocuments } from "yaml"
 import { messageOf } from "../../../test/support/kube.js"
 import { named, operator, redirected, subscribe, tcpProxy } from "./support.js"
 
 const kubeconfig = process.env["KUBECONFIG"] ?? ""
+const rbacFile = fileURLToPath(new URL("../../../deploy/rbac.yaml", import.meta.url))
 const names = Labels.names()
 const group = names.apiGroup
 const ns = `kube-it-${randomBytes(4).toString("hex")}`
@@ -166,6 +169,173 @@ if (kubeconfig === "") {
         const missing = yield* reject("missing", { assignee: "a", taskType: "llm" })
         expect(missing).toContain("spec.image")
         expect(missing).toContain("spec.heartbeat")
+      }))
+
+    it.effect("resources that can never make a valid Job are rejected by the API server (CEL quantity rules), naming the field; the executor agrees", () =>
+      Effect.gen(function*() {
+        const { kubeConfig } = yield* KubeConfig.KubeConnection
+        const op = operator(kubeConfig)
+        const create = (name: string, resources: object) =>
+          op.createConfig(group, ns, name, { ...validSpec, resources }).pipe(
+            // The CR endpoint can answer 404 for a moment after the CRD is Established (infra.md B7).
+            Effect.retry({
+              schedule: Schedule.spaced("200 millis"),
+              times: 25,
+              while: (e) => !(e instanceof Error) && (e as { readonly code?: number }).code === 404
+            }),
+            Effect.either
+          )
+        const executorSays = (resources: object) => AgentConfig.agentConfig({ name: "x" }, { ...validSpec, resources })
+        const rejected: ReadonlyArray<readonly [string, object, ReadonlyArray<string>]> = [
+          ["q-unparsable", { limits: { memory: "16Q" } }, ["spec.resources.limits.memory", "must be a resource quantity"]],
+          ["q-capital-k", { requests: { cpu: "1K" } }, ["spec.resources.requests.cpu", "must be a resource quantity"]],
+          ["q-negative", { requests: { cpu: "-1" } }, ["spec.resources.requests.cpu", "must not be negative"]],
+          ["q-too-long", { limits: { memory: "1".repeat(65) } }, ["spec.resources.limits.memory", "64"]],
+          [
+            "q-above-limit",
+            { requests: { memory: "20Mi" }, limits: { memory: "16Mi" } },
+            ["spec.resources.requests.memory", "must be less than or equal to spec.resources.limits.memory"]
+          ],
+          ["q-cpu-above-limit", { requests: { cpu: "1.5" }, limits: { cpu: "1200m" } }, ["spec.resources.requests.cpu"]],
+          [
+            "q-storage-above-limit",
+            { requests: { "ephemeral-storage": "1Gi" }, limits: { "ephemeral-storage": "1G" } },
+            ["ephemeral-storage", "must be less than or equal to spec.resources.limits.ephemeral-storage"]
+          ]
+        ]
+        for (const [name, resources, fragments] of rejected) {
+          const result = yield* create(name, resources)
+          expect(Either.isLeft(result), `${name} was accepted`).toBe(true)
+          const message = Either.isLeft(result) ? messageOf(result.left) : ""
+          for (const fragment of fragments) expect(message, name).toContain(fragment)
+          expect(Either.isLeft(executorSays(resources)), `the executor accepts ${name}`).toBe(true)
+        }
+        const accepted: ReadonlyArray<readonly [string, object]> = [
+          ["q-equal-spellings", { requests: { cpu: "1", memory: "1Gi" }, limits: { cpu: "1000m", memory: "1073741824" } }],
+          ["q-limits-only", { limits: { memory: "16Mi", cpu: "10m" } }],
+          ["q-requests-only", { requests: { memory: "1Gi", "ephemeral-storage": "2Gi" } }],
+          ["q-spellings", { requests: { cpu: "100n", memory: "1e3" }, limits: { cpu: "+2", memory: "1.5Gi" } }]
+        ]
+        for (const [name, resources] of accepted) {
+          const result = yield* create(name, resources)
+          expect(Either.isRight(result), `${name}: ${Either.isLeft(result) ? messageOf(result.left) : ""}`).toBe(true)
+          expect(Either.isRight(executorSays(resources)), `the executor rejects ${name}`).toBe(true)
+        }
+      }))
+
+    it.scoped("the eviction watch sees only the kubelet's Evicted Events about pods (field selector); Events are read live by selector", () =>
+      Effect.gen(function*() {
+        const watch = yield* ClusterWatch
+        const { kubeConfig } = yield* KubeConfig.KubeConnection
+        const op = operator(kubeConfig)
+        yield* watch.synced
+        const evictions = yield* subscribe(watch.evictionEvents)
+        const pod = "it-agent-4aa57614-evict-b2c4d"
+        const message = "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi."
+        // noise the selector keeps out: the Killing that follows, an "Evicted" about a Job
+        yield* op.createEvent(ns, { kind: "Pod", name: pod }, { reason: "Killing", message: "Stopping container agent", type: "Normal", component: "kubelet" })
+        yield* op.createEvent(ns, { kind: "Job", name: "it-agent-4aa57614-evict" }, { reason: "Evicted", message, type: "Warning", component: "someone" })
+        yield* op.createEvent(ns, { kind: "Pod", name: pod, uid: "pod-uid-1" }, { reason: "Evicted", message, type: "Warning", component: "kubelet" })
+        const seen = yield* timed("Evicted Event -> eviction watch", evictions.next((e) => e._tag === "Upsert"))
+        expect(seen._tag === "Upsert" && seen.object).toMatchObject({
+          involvedObject: { kind: "Pod", name: pod, uid: "pod-uid-1" },
+          reason: "Evicted",
+          message,
+          type: "Warning",
+          source: { component: "kubelet" }
+        })
+        // eventTime is null on a core/v1 Event the kubelet writes; it decodes, and the Event has a time
+        expect(seen._tag === "Upsert" && Option.isSome(Kube.eventTime(seen.object))).toBe(true)
+        yield* Effect.sleep("300 millis")
+        expect(yield* evictions.drain).toEqual([])
+        expect((yield* watch.evictions).map((e) => [e.involvedObject.kind, e.involvedObject.name, e.reason])).toEqual([["Pod", pod, "Evicted"]])
+        // the same through a live read, as a verdict or a success is confirmed
+        expect((yield* watch.readEvents(Kube.podEvictionSelector)).map((e) => e.involvedObject.name)).toEqual([pod])
+        const job = "it-agent-4aa57614-quota"
+        const quota = `Error creating: pods "${job}-" is forbidden: exceeded quota: agent-quota, requested: pods=1, used: pods=0, limited: pods=0`
+        yield* op.createEvent(ns, { kind: "Job", name: job }, { reason: "FailedCreate", message: quota, type: "Warning", component: "job-controller" })
+        yield* op.createEvent(ns, { kind: "Job", name: `${job}-other` }, { reason: "FailedCreate", message: quota, type: "Warning", component: "job-controller" })
+        const failedCreate = yield* watch.readEvents(Kube.jobCreateFailureSelector(job))
+        expect(failedCreate.map((e) => [e.involvedObject.name, e.reason, e.message, e.source?.component])).toEqual([
+          [job, "FailedCreate", quota, "job-controller"]
+        ])
+        const bad = yield* Effect.flip(watch.readEvents("metadata.labels=x"))
+        expect(bad).toMatchObject({ _tag: "ClusterError", transient: false, operation: "listEvents" })
+      }))
+
+    it.scoped("a container that never started (ContainerStatusUnknown, the API server writes null times) decodes in the cache and the live read", () =>
+      Effect.gen(function*() {
+        const watch = yield* ClusterWatch
+        const ops = yield* ClusterOps
+        const { kubeConfig } = yield* KubeConfig.KubeConnection
+        const op = operator(kubeConfig)
+        yield* watch.synced
+        const pods = yield* subscribe(watch.podEvents)
+        const name = "it-agent-4aa57614-unknown"
+        yield* ops.createJob(jobManifest(name, "task-unknown"))
+        const job = Option.getOrThrow(yield* watch.readJob(name))
+        const pod = podOf(job, "task-unknown")
+        yield* op.createPod(pod, ns)
+        const failures = Metric.tagged(Informer.decodeFailures, "kind", "Pod")
+        const before = (yield* Metric.value(failures)).count
+        yield* op.patchPodStatus(pod.metadata?.name ?? "", ns, {
+          phase: "Failed",
+          conditions: [{ type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: "2026-06-01T12:00:00Z" }],
+          containerStatuses: [{
+            name: "agent",
+            image: "127.0.0.1:5999/agent:missing",
+            imageID: "",
+            ready: false,
+            restartCount: 0,
+            lastState: {},
+            state: {
+              terminated: {
+                exitCode: 137,
+                reason: "ContainerStatusUnknown",
+                message: "The container could not be located when the pod was terminated",
+                startedAt: null,
+                finishedAt: null
+              }
+            }
+          }]
+        })
+        yield* pods.next(upsertOf<Kube.Pod>(pod.metadata?.name ?? "", (p) => p.status?.phase === "Failed"))
+        const live = yield* watch.readPodsOfJob(name, "task-unknown")
+        expect(live.map((p) => p.status?.containerStatuses?.[0]?.state?.terminated)).toEqual([
+          { exitCode: 137, reason: "ContainerStatusUnknown", message: "The container could not be located when the pod was terminated" }
+        ])
+        expect((yield* watch.podsOfJob(name)).map((p) => p.status?.phase)).toEqual(["Failed"])
+        expect((yield* Metric.value(failures)).count - before).toBe(0)
+      }))
+
+    it.effect("deploy/rbac.yaml lets the executor's ServiceAccount make every call the adapter makes, and no more", () =>
+      Effect.gen(function*() {
+        const { kubeConfig } = yield* KubeConfig.KubeConnection
+        const op = operator(kubeConfig)
+        const rbacNs = `kube-it-rbac-${randomBytes(3).toString("hex")}`
+        yield* op.createNamespace(rbacNs)
+        const documents = parseAllDocuments(readFileSync(rbacFile, "utf8")).map((d) => d.toJSON() as { readonly kind: string } & Record<string, unknown>)
+        yield* op.createRbac(rbacNs, documents)
+        const user = `system:serviceaccount:${rbacNs}:agent-task-executor`
+        const can = (verb: string, group: string, resource: string) => op.canI(user, { namespace: rbacNs, verb, group, resource })
+        const needed: ReadonlyArray<readonly [string, string, ReadonlyArray<string>]> = [
+          ["batch", "jobs", ["create", "get", "list", "watch", "patch", "delete"]],
+          ["", "pods", ["get", "list", "watch"]],
+          ["", "events", ["create", "list", "watch"]],
+          [group, "configs", ["get", "list", "watch"]],
+          ["coordination.k8s.io", "leases", ["get", "create", "update"]]
+        ]
+        for (const [apiGroup, resource, verbs] of needed) {
+          for (const verb of verbs) expect(yield* can(verb, apiGroup, resource), `${verb} ${apiGroup}/${resource}`).toBe(true)
+        }
+        for (const [verb, apiGroup, resource] of [
+          ["delete", "", "events"],
+          ["delete", "", "pods"],
+          ["get", "", "secrets"],
+          ["update", "apiextensions.k8s.io", "customresourcedefinitions"]
+        ] as const) {
+          expect(yield* can(verb, apiGroup, resource), `${verb} ${apiGroup}/${resource}`).toBe(false)
+        }
       }))
 
     it.scoped("a valid Config reaches configEvents (unknown fields pruned) and its deletion too", () =>

@@ -47,6 +47,55 @@ export const operator = (kc: k8s.KubeConfig) => {
       }),
     listEvents: (namespace: string, involvedName: string) =>
       p(() => events.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${involvedName}` })),
+    /** An Event as the kubelet or a controller writes it (core/v1, `eventTime` null). */
+    createEvent: (
+      namespace: string,
+      involved: { readonly kind: string; readonly name: string; readonly uid?: string | undefined },
+      event: { readonly reason: string; readonly message: string; readonly type: string; readonly component: string }
+    ) =>
+      p(() =>
+        events.createNamespacedEvent({
+          namespace,
+          body: {
+            metadata: { name: `${involved.name}.${Math.random().toString(16).slice(2, 14)}`, namespace },
+            involvedObject: { kind: involved.kind, name: involved.name, namespace, ...(involved.uid === undefined ? {} : { uid: involved.uid }) },
+            reason: event.reason,
+            message: event.message,
+            type: event.type,
+            count: 1,
+            firstTimestamp: new Date(),
+            lastTimestamp: new Date(),
+            source: { component: event.component },
+            reportingComponent: event.component
+          }
+        })
+      ),
+    /** Creates every object of a multi-document manifest in `namespace` (ServiceAccount, Role, RoleBinding). */
+    createRbac: (namespace: string, documents: ReadonlyArray<{ readonly kind: string } & Record<string, unknown>>) =>
+      p(async () => {
+        const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api)
+        for (const document of documents) {
+          const body = { ...document, metadata: { ...(document["metadata"] as object), namespace } }
+          if (document.kind === "ServiceAccount") await core.createNamespacedServiceAccount({ namespace, body: body as k8s.V1ServiceAccount })
+          if (document.kind === "Role") await rbac.createNamespacedRole({ namespace, body: body as k8s.V1Role })
+          if (document.kind === "RoleBinding") {
+            const binding = body as k8s.V1RoleBinding
+            await rbac.createNamespacedRoleBinding({
+              namespace,
+              body: { ...binding, subjects: (binding.subjects ?? []).map((s) => ({ ...s, namespace })) }
+            })
+          }
+        }
+      }),
+    /** What the API server's authorizer answers for `user` (a SubjectAccessReview, as `kubectl auth can-i --as`). */
+    canI: (user: string, attributes: { readonly namespace: string; readonly verb: string; readonly group: string; readonly resource: string }) =>
+      p(async () => {
+        const authz = kc.makeApiClient(k8s.AuthorizationV1Api)
+        const review = await authz.createSubjectAccessReview({
+          body: { spec: { user, resourceAttributes: { ...attributes } } }
+        })
+        return review.status?.allowed === true
+      }),
     readCrd: (name: string) => p(() => ext.readCustomResourceDefinition({ name }))
   }
 }

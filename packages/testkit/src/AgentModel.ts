@@ -1,18 +1,20 @@
 import { Clock, Duration, Effect, Option, Stream } from "effect"
 import { Commands, Time } from "@executor/domain"
-import type { ClusterWatchShape } from "@executor/executor"
 import type { ControllerModel } from "./ControllerModel.js"
 import { type InMemoryBus, randomUuidV4 } from "./InMemoryBus.js"
+import type { InMemoryClusterShape } from "./InMemoryCluster.js"
 
 export const resultDelayMillis = 1_000
 
 /**
- * The agents: when a pod exits 0, its agent publishes its result 1 s later as an `update` command
- * with `status: completed, phase: done` (the result path of a real agent, executor.md §2.5).
+ * The agents: when a pod exits 0 having done its work, its agent publishes its result 1 s later as
+ * an `update` command with `status: completed, phase: done` (the result path of a real agent,
+ * executor.md §2.5). A pod that exits 0 because it got SIGTERM (evicted, killed at the deadline)
+ * publishes nothing.
  */
 export const make = (
   bus: InMemoryBus,
-  watch: ClusterWatchShape,
+  cluster: Pick<InMemoryClusterShape, "watch" | "wasSignalled">,
   controller: ControllerModel,
   options: { readonly topicPrefix: string; readonly taskIdLabel: string }
 ) =>
@@ -46,7 +48,7 @@ export const make = (
         yield* bus.produce(request, taskId, JSON.stringify(envelope))
       })
 
-    yield* watch.podEvents.pipe(
+    yield* cluster.watch.podEvents.pipe(
       Stream.runForEach((event) =>
         Effect.gen(function* () {
           if (event._tag !== "Upsert" || event.object.status?.phase !== "Succeeded") return
@@ -55,7 +57,8 @@ export const make = (
           const first = !reported.has(uid)
           reported.add(uid)
           const taskId = pod.metadata.labels?.[options.taskIdLabel] ?? ""
-          if (first && taskId !== "") yield* Effect.forkScoped(publishResult(taskId))
+          if (!first || taskId === "" || (yield* cluster.wasSignalled(uid))) return
+          yield* Effect.forkScoped(publishResult(taskId))
         })
       ),
       Effect.forkScoped

@@ -1,5 +1,5 @@
 import { Cause, Context, DateTime, Duration, Effect, Either, Exit, FiberSet, Layer, Option, Queue, type Scope, Stream } from "effect"
-import { Kube, type Labels, Time } from "@executor/domain"
+import { Kube, type Labels, Quantity, Time } from "@executor/domain"
 import {
   ClusterError,
   ClusterOps,
@@ -64,11 +64,11 @@ export type ClusterNotice =
       readonly at: number
     }
 
-/** A Kubernetes Event about a Job. */
+/** A Kubernetes Event about a Job or a Pod. */
 export interface RecordedEvent {
   readonly name: string
   readonly involvedObject: {
-    readonly kind: "Job"
+    readonly kind: "Job" | "Pod"
     readonly namespace: string
     readonly name: string
     readonly uid: string | undefined
@@ -76,10 +76,14 @@ export interface RecordedEvent {
   readonly reason: string
   readonly message: string
   readonly type: "Normal" | "Warning"
-  /** `executor` for `ClusterOps.recordJobEvent`, `job-controller` for the simulated controller. */
+  /** `executor` for `ClusterOps.recordJobEvent`, `job-controller` and `kubelet` for the simulated ones. */
   readonly source: string
+  /** When it was first recorded. */
   readonly at: number
   readonly timestamp: string
+  /** The same Event again (the recorder aggregates repeats into one object): how often, and the last time. */
+  readonly count: number
+  readonly lastAt: number
 }
 
 /** Any JSON object with a name, as `kubectl create -f` takes it. */
@@ -128,6 +132,11 @@ export interface InMemoryClusterShape {
   readonly deleteJob: (name: string) => Effect.Effect<void, NotFound>
   /** The documented clean-up: removes every finalizer of the Job. */
   readonly clearJobFinalizers: (name: string) => Effect.Effect<void, NotFound>
+  /** Records an Event about a Job or pod as a component would (`kubelet`, `job-controller`), aggregated like theirs. */
+  readonly recordEvent: (
+    involved: { readonly kind: "Job" | "Pod"; readonly name: string },
+    event: Pick<RecordedEvent, "reason" | "message" | "type" | "source">
+  ) => Effect.Effect<void>
   /** Creates or updates a `Config` custom resource. */
   readonly applyConfig: (name: string, spec: unknown) => Effect.Effect<ConfigObject>
   readonly deleteConfig: (name: string) => Effect.Effect<void, NotFound>
@@ -138,7 +147,10 @@ export interface InMemoryClusterShape {
   readonly configsSnapshot: Effect.Effect<ReadonlyArray<ConfigObject>>
   /** The newest Job of a task (task-id label) that still exists. */
   readonly currentJobOfTask: (taskId: string) => Effect.Effect<Option.Option<Kube.Job>>
+  /** Every Event of the last hour (the API server's `--event-ttl`), in the order first recorded. */
   readonly events: Effect.Effect<ReadonlyArray<RecordedEvent>>
+  /** True once the kubelet signalled the pod (a deadline kill, an eviction): its agent did not finish its work. */
+  readonly wasSignalled: (podUid: string) => Effect.Effect<boolean>
   /** Replays every notice so far, then follows live ones. */
   readonly notices: Stream.Stream<ClusterNotice>
 }
@@ -175,6 +187,30 @@ const isContainerSpec = (value: unknown): value is ContainerSpec => {
 
 const isJob = (value: unknown): value is Kube.Job => Either.isRight(Kube.decodeJob(value))
 
+/** What the API server says about container resources it refuses: a bad quantity, a request above its limit. */
+const resourceProblem = (containers: ReadonlyArray<ContainerSpec>): string | undefined => {
+  for (const [i, container] of containers.entries()) {
+    const resources = rec(rec(container)["resources"])
+    const requests = stringMap(resources["requests"])
+    const limits = stringMap(resources["limits"])
+    const field = `spec.template.spec.containers[${i}].resources`
+    for (const [side, list] of [["requests", requests], ["limits", limits]] as const) {
+      for (const [resource, value] of Object.entries(list)) {
+        if (Option.isNone(Quantity.parse(value))) {
+          return `${field}.${side}[${resource}]: Invalid value: "${value}": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'`
+        }
+      }
+    }
+    for (const [resource, request] of Object.entries(requests)) {
+      const limit = limits[resource]
+      if (limit !== undefined && Option.getOrElse(Quantity.compare(request, limit), () => 0) > 0) {
+        return `${field}.requests: Invalid value: "${request}": must be less than or equal to ${resource} limit of ${limit}`
+      }
+    }
+  }
+  return undefined
+}
+
 /** RFC3339; whole seconds print like the API server (`...:05Z`), sub-second instants keep their millis. */
 export const formatTimestamp = (millis: number): string => {
   const iso = DateTime.formatIso(DateTime.unsafeMake(millis))
@@ -189,6 +225,17 @@ const canonicalJson = (value: unknown): string =>
   ) ?? "null"
 
 const dns1123Label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
+
+/** The field selectors the API server supports for core/v1 Events (those an Event here can match). */
+const eventFields: Readonly<Record<string, (event: RecordedEvent) => string | undefined>> = {
+  "involvedObject.kind": (e) => e.involvedObject.kind,
+  "involvedObject.name": (e) => e.involvedObject.name,
+  "involvedObject.namespace": (e) => e.involvedObject.namespace,
+  "involvedObject.uid": (e) => e.involvedObject.uid,
+  reason: (e) => e.reason,
+  type: (e) => e.type,
+  source: (e) => (e.source === "executor" ? "agent-task-executor" : e.source)
+}
 
 /** The alphabet of Kubernetes' generated name suffixes (no vowels, no confusable digits). */
 const suffixAlphabet = "bcdfghjklmnpqrstvwxz2456789"
@@ -253,6 +300,8 @@ const withCondition = (
 }
 
 const defaultBackoffLimit = 6
+/** The API server keeps Events this long (`--event-ttl`, default 1 h). */
+const eventTtlMillis = 3_600_000
 const jobRetryBackoffMillis = (failures: number): number => Math.min(10_000 * 2 ** Math.max(0, failures - 1), 360_000)
 
 // ---------------------------------------------------------------------------------------------
@@ -274,6 +323,8 @@ interface PodEntry {
   pod: Kube.Pod
   readonly uid: string
   readonly createdAt: number
+  /** Set when the kubelet got the pod's deletion (SIGTERM sent): its own timeline stops. */
+  signalled: boolean
 }
 
 interface Injection {
@@ -342,6 +393,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
     const notices: Array<ClusterNotice> = []
     const writeLog: Array<WriteRecord> = []
     const attempts = new Map<string, number>()
+    // uids of the pods the kubelet signalled (deadline kills, evictions), kept after the pods go
+    const signalled = new Set<string>()
     const injections = new Map<WriteOperation, Array<Injection>>()
     let apiDown = false
     let beforeWrite = options.beforeWrite
@@ -350,6 +403,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
     const jobSubscribers: Subscribers<WatchEvent<Kube.Job>> = new Set()
     const podSubscribers: Subscribers<WatchEvent<Kube.Pod>> = new Set()
     const configSubscribers: Subscribers<WatchEvent<ConfigObject>> = new Set()
+    const evictionSubscribers: Subscribers<WatchEvent<Kube.Event>> = new Set()
     const noticeSubscribers: Subscribers<ClusterNotice> = new Set()
 
     const background = (what: string, effect: Effect.Effect<void>): void => {
@@ -374,19 +428,60 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       publish(noticeSubscribers, notice)
     }
 
+    const isEviction = (event: RecordedEvent) => event.involvedObject.kind === "Pod" && event.reason === "Evicted"
+
+    const kubeEvent = (event: RecordedEvent, resourceVersion: string): Kube.Event => {
+      const component = event.source === "executor" ? "agent-task-executor" : event.source
+      return {
+        metadata: { name: event.name, namespace, resourceVersion, creationTimestamp: event.timestamp },
+        involvedObject: { ...event.involvedObject },
+        reason: event.reason,
+        message: event.message,
+        type: event.type,
+        count: event.count,
+        firstTimestamp: event.timestamp,
+        lastTimestamp: formatTimestamp(event.lastAt),
+        source: { component },
+        reportingComponent: component
+      }
+    }
+
+    /**
+     * Records an Event like client-go's recorder: a repeat (same object, reason, message and
+     * source) bumps the count and last time of the first one. The executor's own Events are
+     * separate objects, as the real adapter writes them. Events older than the TTL are dropped.
+     */
     const recordEvent = (
-      involved: { readonly name: string; readonly uid: string | undefined },
+      involved: { readonly kind?: "Job" | "Pod"; readonly name: string; readonly uid: string | undefined },
       event: Pick<RecordedEvent, "reason" | "message" | "type" | "source">
     ): void => {
       const t = now()
-      events.push({
-        name: `${involved.name}.${(++eventCounter).toString(16).padStart(16, "0")}`,
-        involvedObject: { kind: "Job", namespace, name: involved.name, uid: involved.uid },
-        ...event,
-        at: t,
-        timestamp: formatTimestamp(t)
-      })
+      while (events[0] !== undefined && events[0].lastAt < t - eventTtlMillis) events.shift()
+      const kind = involved.kind ?? "Job"
+      const index = event.source === "executor"
+        ? -1
+        : events.findIndex((e) =>
+          e.involvedObject.kind === kind && e.involvedObject.name === involved.name && e.involvedObject.uid === involved.uid &&
+          e.reason === event.reason && e.message === event.message && e.source === event.source
+        )
+      const previous = events[index]
+      const recorded: RecordedEvent = previous !== undefined
+        ? { ...previous, count: previous.count + 1, lastAt: t }
+        : {
+          name: `${involved.name}.${(++eventCounter).toString(16).padStart(16, "0")}`,
+          involvedObject: { kind, namespace, name: involved.name, uid: involved.uid },
+          ...event,
+          at: t,
+          timestamp: formatTimestamp(t),
+          count: 1,
+          lastAt: t
+        }
+      if (previous !== undefined) events[index] = recorded
+      else events.push(recorded)
+      if (isEviction(recorded)) publish(evictionSubscribers, { _tag: "Upsert", object: kubeEvent(recorded, nextRv()) })
     }
+
+    const liveEvents = (): ReadonlyArray<RecordedEvent> => events.filter((e) => e.lastAt >= now() - eventTtlMillis)
 
     // --- Jobs ----------------------------------------------------------------------------------
 
@@ -541,18 +636,25 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       }
     }
 
+    /** A pod the admission refuses (a quota): an Event, and another try after the controller's back-off. */
+    const failPodCreation = (entry: JobEntry, attempt: number): void => {
+      const { name: jobName } = entry.job.metadata
+      recordEvent({ name: jobName, uid: entry.uid }, {
+        reason: "FailedCreate",
+        type: "Warning",
+        source: "job-controller",
+        message:
+          `Error creating: pods "${jobName}-" is forbidden: exceeded quota: agent-quota, requested: pods=1, used: pods=10, limited: pods=10`
+      })
+      at(`pod creation retry of Job ${jobName}`, now() + PodBehaviour.podCreateRetryMillis(attempt), () => {
+        const current = driven(jobName, entry.uid)
+        if (current !== undefined && !jobSettling(current.job)) failPodCreation(current, attempt + 1)
+      })
+    }
+
     const createPod = (entry: JobEntry): void => {
       const { name: jobName } = entry.job.metadata
-      if (entry.behaviour !== "manual" && entry.behaviour._tag === "NoPod") {
-        recordEvent({ name: jobName, uid: entry.uid }, {
-          reason: "FailedCreate",
-          type: "Warning",
-          source: "job-controller",
-          message:
-            `Error creating: pods "${jobName}-" is forbidden: exceeded quota: agent-quota, requested: pods=1, used: pods=10, limited: pods=10`
-        })
-        return
-      }
+      if (entry.behaviour !== "manual" && entry.behaviour._tag === "NoPod") return failPodCreation(entry, 1)
       const tpl = template(entry.job)
       entry.podsCreated++
       const t = now()
@@ -581,7 +683,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         status: { phase: "Pending" }
       }
       const pod: Kube.Pod = object
-      const podEntry: PodEntry = { pod, uid: object.metadata.uid, createdAt: t }
+      const podEntry: PodEntry = { pod, uid: object.metadata.uid, createdAt: t, signalled: false }
       storePod(podEntry)
       publish(podSubscribers, { _tag: "Upsert", object: pod })
       updateJobStatus(entry, (status) => ({ ...status, active: activePods(entry).length }))
@@ -591,25 +693,41 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
     const jobCondition = (type: string, reason: string, message: string): Kube.Condition =>
       condition(type, "True", formatTimestamp(now()), reason, message)
 
-    /** The job controller's reaction to a pod that ended (or vanished before ending). */
+    const trueCondition = (job: Kube.Job, type: string) =>
+      job.status?.conditions?.find((c) => c.type === type && c.status === "True")
+
+    /**
+     * The job controller's reaction to a pod that ended (or vanished before ending). It decides
+     * first (`SuccessCriteriaMet`, `FailureTarget`) and finishes in a second write (`Complete`,
+     * `Failed`), and once `FailureTarget` is set it waits for the Job's other pods to end.
+     */
     const podEnded = (ownerName: string | undefined, ownerUid: string | undefined, phase: "Succeeded" | "Failed") => {
       if (ownerName === undefined) return
       const entry = jobs.get(ownerName)
       if (entry === undefined || (ownerUid !== undefined && entry.uid !== ownerUid)) return
-      if (Kube.isDeleting(entry.job.metadata) || jobSettling(entry.job)) return
+      if (Kube.isDeleting(entry.job.metadata) || jobDone(entry.job)) return
       const active = activePods(entry).length
+      const counted = (status: JobStatus): JobStatus =>
+        phase === "Succeeded"
+          ? { ...status, active, succeeded: (status.succeeded ?? 0) + 1 }
+          : { ...status, active, failed: (status.failed ?? 0) + 1 }
+      const target = trueCondition(entry.job, "FailureTarget")
+      if (target !== undefined) {
+        updateJobStatus(entry, counted)
+        if (active === 0) failJob(entry, target.reason ?? "", target.message ?? "")
+        return
+      }
+      if (hasTrueCondition(entry.job.status?.conditions, "SuccessCriteriaMet")) return
       if (phase === "Succeeded") {
         const message = "Reached expected number of succeeded pods"
         updateJobStatus(entry, (status) => ({
+          ...counted(status),
+          conditions: [...(status.conditions ?? []), jobCondition("SuccessCriteriaMet", "CompletionsReached", message)]
+        }))
+        updateJobStatus(entry, (status) => ({
           ...status,
-          active,
-          succeeded: (status.succeeded ?? 0) + 1,
           completionTime: formatTimestamp(now()),
-          conditions: [
-            ...(status.conditions ?? []),
-            jobCondition("SuccessCriteriaMet", "CompletionsReached", message),
-            jobCondition("Complete", "CompletionsReached", message)
-          ]
+          conditions: [...(status.conditions ?? []), jobCondition("Complete", "CompletionsReached", message)]
         }))
         return
       }
@@ -617,18 +735,14 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       if (failed > (entry.job.spec?.backoffLimit ?? defaultBackoffLimit)) {
         const message = "Job has reached the specified backoff limit"
         updateJobStatus(entry, (status) => ({
-          ...status,
-          active: 0,
-          failed,
-          conditions: [
-            ...(status.conditions ?? []),
-            jobCondition("FailureTarget", "BackoffLimitExceeded", message),
-            jobCondition("Failed", "BackoffLimitExceeded", message)
-          ]
+          ...counted(status),
+          conditions: [...(status.conditions ?? []), jobCondition("FailureTarget", "BackoffLimitExceeded", message)]
         }))
+        if (active === 0) failJob(entry, "BackoffLimitExceeded", message)
+        else for (const pod of activePods(entry)) terminatePod(pod, PodBehaviour.sigtermExitCode(entry.behaviour))
         return
       }
-      updateJobStatus(entry, (status) => ({ ...status, active, failed }))
+      updateJobStatus(entry, counted)
       const { name } = entry.job.metadata
       at(`replacement pod of Job ${name}`, now() + jobRetryBackoffMillis(failed), () => {
         const current = driven(name, entry.uid)
@@ -636,6 +750,18 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       })
     }
 
+    const failJob = (entry: JobEntry, reason: string, message: string): void =>
+      updateJobStatus(entry, (status) => ({
+        ...status,
+        active: 0,
+        conditions: [...(status.conditions ?? []), jobCondition("Failed", reason, message)]
+      }))
+
+    /**
+     * At `activeDeadlineSeconds` the job controller writes `FailureTarget` and deletes the Job's
+     * pods; `Failed` follows once they have ended (a process that ignores SIGTERM takes the whole
+     * termination grace).
+     */
     const enforceDeadline = (entry: JobEntry): void => {
       const message = "Job was active longer than specified deadline"
       updateJobStatus(entry, (status) => ({
@@ -643,13 +769,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         conditions: [...(status.conditions ?? []), jobCondition("FailureTarget", "DeadlineExceeded", message)]
       }))
       const killed = activePods(entry)
-      for (const pod of killed) setPod(pod, { ...pod.pod, status: killedStatus(pod.pod) })
-      updateJobStatus(entry, (status) => ({
-        ...status,
-        active: 0,
-        failed: (status.failed ?? 0) + killed.length,
-        conditions: [...(status.conditions ?? []), jobCondition("Failed", "DeadlineExceeded", message)]
-      }))
+      if (killed.length === 0) return failJob(entry, "DeadlineExceeded", message)
+      for (const pod of killed) terminatePod(pod, PodBehaviour.sigtermExitCode(entry.behaviour))
     }
 
     const startJobController = (entry: JobEntry): void => {
@@ -708,32 +829,68 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
     const scheduled = (pod: Kube.Pod, t: string) =>
       withCondition(pod.status?.conditions, condition("PodScheduled", "True", t))
 
-    const killedStatus = (pod: Kube.Pod): PodStatus => {
+    const endedContainers = (pod: Kube.Pod, exitCode: number, t: string) =>
+      podContainers(pod).map((c) => {
+        const started = pod.status?.containerStatuses?.find((s) => s.name === c.name)?.state?.running !== undefined
+        return {
+          ...containerId(c),
+          state: {
+            // a container that never started has no times: the real kubelet writes them as null
+            terminated: started
+              ? { exitCode, reason: exitCode === 0 ? "Completed" : "Error", finishedAt: t }
+              : {
+                exitCode: 137,
+                reason: "ContainerStatusUnknown",
+                message: "The container could not be located when the pod was terminated"
+              }
+          }
+        }
+      })
+
+    const killedStatus = (pod: Kube.Pod, exitCode: number): PodStatus => {
       const t = formatTimestamp(now())
+      const containers = endedContainers(pod, exitCode, t)
+      const succeeded = containers.every((c) => c.state.terminated.exitCode === 0)
       return {
         ...pod.status,
-        phase: "Failed",
-        reason: "DeadlineExceeded",
-        message: "Pod was active on the node longer than the specified deadline",
-        conditions: withCondition(pod.status?.conditions, condition("Ready", "False", t, "PodFailed")),
-        containerStatuses: podContainers(pod).map((c) => {
-          const wasRunning =
-            pod.status?.containerStatuses?.find((s) => s.name === c.name)?.state?.running !== undefined
-          return {
-            ...containerId(c),
-            state: {
-              terminated: wasRunning
-                ? { exitCode: 143, reason: "Error", finishedAt: t }
-                : {
-                    exitCode: 137,
-                    reason: "ContainerStatusUnknown",
-                    message: "The container could not be located when the pod was terminated",
-                    finishedAt: t
-                  }
-            }
-          }
-        })
+        phase: succeeded ? "Succeeded" : "Failed",
+        conditions: withCondition(pod.status?.conditions, condition("Ready", "False", t, succeeded ? "PodCompleted" : "PodFailed")),
+        containerStatuses: containers
       }
+    }
+
+    /**
+     * A graceful pod deletion as the kubelet carries it out: SIGTERM; a process that answers it
+     * ends at once with its exit code, one that ignores it (PID 1 without a handler) dies with 137
+     * after `terminationGracePeriodSeconds`; a container that never started ends at once as
+     * `ContainerStatusUnknown`; a pod on no node goes at once. The pod object goes once it ended.
+     */
+    const terminatePod = (entry: PodEntry, sigtermExitCode: number | undefined): void => {
+      if (entry.signalled || podTerminal(entry.pod)) return
+      entry.signalled = true
+      signalled.add(entry.uid)
+      const t = formatTimestamp(now())
+      setPod(entry, { ...entry.pod, metadata: { ...entry.pod.metadata, deletionTimestamp: t } })
+      const onNode = entry.pod.status?.conditions?.some((c) => c.type === "PodScheduled" && c.status === "True") ?? false
+      if (!onNode) return removePod(entry)
+      const running = entry.pod.status?.containerStatuses?.some((c) => c.state?.running !== undefined) ?? false
+      const end = (exitCode: number) => {
+        const current = pods.get(entry.pod.metadata.name)
+        if (current === undefined || current.uid !== entry.uid || podTerminal(current.pod)) return
+        setPod(current, { ...current.pod, status: killedStatus(current.pod, exitCode) })
+        removePod(current)
+      }
+      if (!running) return end(137)
+      recordEvent({ kind: "Pod", name: entry.pod.metadata.name, uid: entry.uid }, {
+        reason: "Killing",
+        message: "Stopping container agent",
+        type: "Normal",
+        source: "kubelet"
+      })
+      if (sigtermExitCode !== undefined) return end(sigtermExitCode)
+      const grace = rec(entry.pod.spec)["terminationGracePeriodSeconds"]
+      const graceMillis = typeof grace === "number" ? grace * 1000 : PodBehaviour.defaultTerminationGraceMillis
+      at(`termination grace of pod ${entry.pod.metadata.name}`, now() + graceMillis, () => end(137))
     }
 
     const kubeletStatus = (pod: Kube.Pod, step: PodBehaviour.KubeletStep, secretName: string): PodStatus => {
@@ -766,18 +923,22 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             conditions: withCondition(scheduled(pod, t), condition("Ready", "True", t)),
             containerStatuses: containers.map((c) => ({ ...containerId(c), state: { running: { startedAt: t } } }))
           }
+        case "ContainerEnded":
+          return {
+            phase: "Running",
+            conditions: withCondition(scheduled(pod, t), condition("Ready", "False", t, "PodFailed")),
+            containerStatuses: containers.map((c) => ({
+              ...containerId(c),
+              state: { terminated: { exitCode: step.exitCode, reason: step.reason, finishedAt: t } }
+            }))
+          }
         case "Terminated": {
           const succeeded = step.exitCode === 0
-          const base = withCondition(
+          // no DisruptionTarget condition for an eviction: the real kubelet wrote none
+          const conditions = withCondition(
             scheduled(pod, t),
             condition("Ready", "False", t, succeeded ? "PodCompleted" : "PodFailed")
           )
-          const conditions = step.podReason === "Evicted"
-            ? withCondition(
-              base,
-              condition("DisruptionTarget", "True", t, "TerminationByKubelet", step.podMessage)
-            )
-            : base
           return {
             phase: succeeded ? "Succeeded" : "Failed",
             ...(step.podReason === undefined ? {} : { reason: step.podReason }),
@@ -801,7 +962,15 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             yield* sleepUntil(entry.createdAt + offset)
             const alive = yield* Effect.sync(() => {
               const current = pods.get(name)
-              if (current === undefined || current.uid !== entry.uid || podTerminal(current.pod)) return false
+              if (current === undefined || current.uid !== entry.uid || current.signalled || podTerminal(current.pod)) return false
+              if (step._tag === "Terminated" && step.events !== undefined) {
+                // an eviction: the kubelet says so, then signals the container
+                current.signalled = true
+                signalled.add(current.uid)
+                for (const event of step.events) {
+                  recordEvent({ kind: "Pod", name, uid: current.uid }, { ...event, source: "kubelet" })
+                }
+              }
               setPod(current, { ...current.pod, status: kubeletStatus(current.pod, step, secretName) })
               return true
             })
@@ -863,6 +1032,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             invalid(name, `Job.batch "${name}" is invalid: spec.template.spec.containers: Required value`)
           )
         }
+        const resources = resourceProblem(template(candidate).containers)
+        if (resources !== undefined) return Effect.fail(invalid(name, `Job.batch "${name}" is invalid: ${resources}`))
         const taskId = Kube.label(candidate.metadata, names.taskIdLabel)
         const attempt = (attempts.get(taskId) ?? 0) + 1
         attempts.set(taskId, attempt)
@@ -1006,6 +1177,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
     const allJobs = (): ReadonlyArray<Kube.Job> => [...jobs.values()].map((e) => e.job)
     const allPods = (): ReadonlyArray<Kube.Pod> => [...pods.values()].map((e) => e.pod)
     const allConfigs = (): ReadonlyArray<ConfigObject> => [...configs.values()]
+    const evictionsNow = (): ReadonlyArray<Kube.Event> =>
+      liveEvents().filter(isEviction).map((event) => kubeEvent(event, String(resourceVersion)))
 
     const watch: ClusterWatchShape = {
       jobEvents: watchStream(jobSubscribers, allJobs),
@@ -1026,7 +1199,30 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             : Effect.succeed(podsNamedForJob(jobName).map((entry) => entry.pod))
         ),
       jobs: Effect.sync(() => allJobs().filter((job) => job.metadata.labels?.[names.taskIdLabel] !== undefined)),
-      podsOfJob: (jobName) => Effect.sync(() => podsNamedForJob(jobName).map((entry) => entry.pod))
+      podsOfJob: (jobName) => Effect.sync(() => podsNamedForJob(jobName).map((entry) => entry.pod)),
+      evictionEvents: watchStream(evictionSubscribers, evictionsNow),
+      evictions: Effect.sync(evictionsNow),
+      readEvents: (fieldSelector) =>
+        Effect.suspend(() => {
+          if (apiDown) return Effect.fail(outage("readEvents", fieldSelector))
+          const terms = fieldSelector.split(",").filter((term) => term !== "").map((term) => term.split("="))
+          const unknown = terms.find(([field]) => field === undefined || !(field in eventFields))
+          if (unknown !== undefined || terms.some((term) => term.length !== 2)) {
+            return Effect.fail(
+              new ClusterError({
+                operation: "readEvents",
+                target: fieldSelector,
+                transient: false,
+                message: `"${unknown?.[0] ?? fieldSelector}" is not a known field selector: only "${Object.keys(eventFields).join('", "')}"`
+              })
+            )
+          }
+          return Effect.succeed(
+            liveEvents()
+              .filter((event) => terms.every(([field = "", value]) => eventFields[field]?.(event) === value))
+              .map((event) => kubeEvent(event, String(resourceVersion)))
+          )
+        })
     }
 
     // --- Test controls -------------------------------------------------------------------------
@@ -1067,7 +1263,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             }
           },
           uid,
-          createdAt: t
+          createdAt: t,
+          signalled: false
         }
         storePod(stored)
         publish(podSubscribers, { _tag: "Upsert", object: stored.pod })
@@ -1123,6 +1320,13 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
           return entry.job
         }),
       deletePod: (name) => withPod(name, removePod),
+      recordEvent: (involved, event) =>
+        Effect.sync(() =>
+          recordEvent(
+            { ...involved, uid: involved.kind === "Pod" ? pods.get(involved.name)?.uid : jobs.get(involved.name)?.uid },
+            event
+          )
+        ),
       deleteJob,
       clearJobFinalizers: (name) =>
         withJob(name, (entry) => {
@@ -1159,7 +1363,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         Effect.sync(() =>
           Option.fromNullable([...jobs.values()].filter((entry) => entry.taskId === taskId).at(-1)?.job)
         ),
-      events: Effect.sync(() => [...events]),
+      events: Effect.sync(liveEvents),
+      wasSignalled: (podUid) => Effect.sync(() => signalled.has(podUid)),
       notices: replayThenFollow(noticeSubscribers, () => [...notices])
     }
     return shape

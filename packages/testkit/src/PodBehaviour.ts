@@ -14,7 +14,7 @@ export type PodBehaviour =
       readonly exitCode?: number
       readonly reason?: string
     }
-  /** Pending forever: `ErrImagePull` at 5 s, then `ImagePullBackOff`, retried with kubelet back-off. */
+  /** Pending forever: `ErrImagePull` at 5 s, `ImagePullBackOff` 13 s later, retried with kubelet back-off. */
   | { readonly _tag: "ImagePullFails" }
   /** Like `ImagePullFails` for `after` (counted from the first pull failure), then Running; exits 0 a minute later. */
   | { readonly _tag: "ImagePullRecovers"; readonly after: Duration.DurationInput }
@@ -24,10 +24,18 @@ export type PodBehaviour =
   | { readonly _tag: "ConfigError" }
   /** Pending, `PodScheduled=False` reason `Unschedulable` as soon as the pod exists. */
   | { readonly _tag: "Unschedulable" }
-  /** Running, then phase Failed with status.reason `Evicted` `after` it started running. */
-  | { readonly _tag: "Evicted"; readonly after: Duration.DurationInput }
-  /** Running forever. */
-  | { readonly _tag: "Hang" }
+  /**
+   * Running, then evicted by the kubelet `after` it started running (Events `Evicted`, `Killing`).
+   * `exitCode` is how its process ends: by default 137 (PID 1 ignores SIGTERM and is killed), and
+   * the pod fails with status.reason `Evicted`; 0 (it exits 0 on SIGTERM): the pod ends
+   * `Succeeded` with no reason and the Job `Complete`, and only the Event tells.
+   */
+  | { readonly _tag: "Evicted"; readonly after: Duration.DurationInput; readonly exitCode?: number }
+  /**
+   * Running until killed. `sigtermExitCode`: the process exits with it as soon as it gets SIGTERM
+   * (at the Job deadline); by default PID 1 ignores SIGTERM and dies with 137 after the grace.
+   */
+  | { readonly _tag: "Hang"; readonly sigtermExitCode?: number }
   /** The job controller never creates the pod; it records a `FailedCreate` Event on the Job. */
   | { readonly _tag: "NoPod" }
 
@@ -50,8 +58,18 @@ export const imagePullRecovers = (after: Duration.DurationInput): PodBehaviour =
 export const invalidImage: PodBehaviour = { _tag: "InvalidImage" }
 export const configError: PodBehaviour = { _tag: "ConfigError" }
 export const unschedulable: PodBehaviour = { _tag: "Unschedulable" }
-export const evicted = (after: Duration.DurationInput): PodBehaviour => ({ _tag: "Evicted", after })
+export const evicted = (after: Duration.DurationInput, options: { readonly exitCode?: number } = {}): PodBehaviour => ({
+  _tag: "Evicted",
+  after,
+  ...options
+})
 export const hang: PodBehaviour = { _tag: "Hang" }
+/** `hang` whose process exits with `exitCode` on SIGTERM. */
+export const hangUntilSigterm = (exitCode: number): PodBehaviour => ({ _tag: "Hang", sigtermExitCode: exitCode })
+
+/** The exit code a behaviour's process answers SIGTERM with; none: it ignores it (PID 1 without a handler). */
+export const sigtermExitCode = (behaviour: PodBehaviour | Manual): number | undefined =>
+  behaviour !== "manual" && behaviour._tag === "Hang" ? behaviour.sigtermExitCode : undefined
 export const noPod: PodBehaviour = { _tag: "NoPod" }
 
 /** Every pod of every task behaves the same. */
@@ -79,8 +97,19 @@ export const plan = (options: {
 export const podCreateDelayMillis = 1_000
 /** A pod that runs is Running this long after it was created; image pulls fail first at the same time. */
 export const podStartDelayMillis = 5_000
-/** How long a pull retry shows `ErrImagePull` before the kubelet reports `ImagePullBackOff` again. */
+/**
+ * The first failed pull shows `ErrImagePull` this long before the status says `ImagePullBackOff`
+ * (the real node: ErrImagePull at 0.6-1.6 s, ImagePullBackOff in the status only at 14-16 s).
+ */
+export const firstErrImagePullVisibleMillis = 13_000
+/** How long a later pull retry shows `ErrImagePull` before the kubelet reports `ImagePullBackOff` again. */
 export const errImagePullVisibleMillis = 1_000
+/** A container that ended non-zero is in the status this long before the pod phase follows (the real node: OOMKilled with phase Running). */
+export const phaseLagMillis = 1_000
+/** `terminationGracePeriodSeconds` when the pod sets none: a process that ignores SIGTERM is killed this long after it. */
+export const defaultTerminationGraceMillis = 30_000
+/** The job controller's back-off between failed pod creations: 1 s doubling, capped at 60 s. */
+export const podCreateRetryMillis = (n: number): number => Math.min(1_000 * 2 ** Math.max(0, n - 1), 60_000)
 /** A recovered image pull: the container exits 0 this long after it started running. */
 export const recoveredRunMillis = 60_000
 
@@ -96,6 +125,8 @@ export type KubeletStep =
   | { readonly _tag: "Unschedulable"; readonly message: string }
   | { readonly _tag: "Waiting"; readonly reason: string }
   | { readonly _tag: "Running" }
+  /** The container ended, and the status says so while the phase still says Running. */
+  | { readonly _tag: "ContainerEnded"; readonly exitCode: number; readonly reason: string }
   | {
       readonly _tag: "Terminated"
       readonly exitCode: number
@@ -103,7 +134,15 @@ export type KubeletStep =
       /** status.reason / status.message of the pod (e.g. `Evicted`). */
       readonly podReason?: string
       readonly podMessage?: string
+      /** Events the kubelet records about the pod just before (e.g. `Evicted`, `Killing`). */
+      readonly events?: ReadonlyArray<KubeletEvent>
     }
+
+export interface KubeletEvent {
+  readonly reason: string
+  readonly message: string
+  readonly type: "Normal" | "Warning"
+}
 
 export interface TimedStep {
   /** Milliseconds after the pod's creation. */
@@ -113,15 +152,18 @@ export interface TimedStep {
 
 export const unschedulableMessage =
   "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
-export const evictedMessage = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki."
+export const evictedMessage = "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi."
+
+const pullFailure = (image: string) =>
+  `failed to pull and unpack image "${image}": failed to resolve reference "${image}": ${image}: not found`
 
 /** The `waiting.message` the kubelet shows for `reason` on a container running `image`. */
 export const waitingMessage = (reason: string, image: string, secretName: string): string | undefined => {
   switch (reason) {
     case "ErrImagePull":
-      return `Failed to pull image "${image}": rpc error: code = NotFound desc = failed to pull and unpack image "${image}": not found`
+      return pullFailure(image)
     case "ImagePullBackOff":
-      return `Back-off pulling image "${image}"`
+      return `Back-off pulling image "${image}": ErrImagePull: ${pullFailure(image)}`
     case "InvalidImageName":
       return `Failed to apply default image tag "${image}": couldn't parse image name "${image}": invalid reference format`
     case "CreateContainerConfigError":
@@ -133,16 +175,20 @@ export const waitingMessage = (reason: string, image: string, secretName: string
 
 const millis = (input: Duration.DurationInput): number => Math.max(0, Duration.toMillis(Duration.decode(input)))
 
-/** `ErrImagePull` at 5 s, `ImagePullBackOff` 1 s later, retries at 15 s, 35 s, 75 s, ... (until `until`, if given). */
+/**
+ * `ErrImagePull` at 5 s; the status says `ImagePullBackOff` 13 s later; then a retry after 10 s,
+ * 20 s, 40 s, ... up to 300 s of back-off, each showing `ErrImagePull` for a second (until `until`,
+ * if given).
+ */
 function* imagePullTrouble(until: number | undefined): Generator<TimedStep> {
   const before = (at: number) => until === undefined || at < until
   let pullAt = podStartDelayMillis
   for (let retry = 1; before(pullAt); retry++) {
     yield { at: pullAt, step: { _tag: "Waiting", reason: "ErrImagePull" } }
-    const backOffAt = pullAt + errImagePullVisibleMillis
+    const backOffAt = pullAt + (retry === 1 ? firstErrImagePullVisibleMillis : errImagePullVisibleMillis)
     if (!before(backOffAt)) return
     yield { at: backOffAt, step: { _tag: "Waiting", reason: "ImagePullBackOff" } }
-    pullAt += imagePullBackoffMillis(retry)
+    pullAt = backOffAt + imagePullBackoffMillis(retry)
   }
 }
 
@@ -162,10 +208,15 @@ export function* kubeletSteps(behaviour: PodBehaviour): Generator<TimedStep> {
       yield running
       yield exited(podStartDelayMillis + millis(behaviour.after), 0, "Completed")
       return
-    case "Fail":
+    case "Fail": {
       yield running
-      yield exited(podStartDelayMillis + millis(behaviour.after), behaviour.exitCode ?? 1, behaviour.reason ?? "Error")
+      const endedAt = podStartDelayMillis + millis(behaviour.after)
+      const exitCode = behaviour.exitCode ?? 1
+      const reason = behaviour.reason ?? "Error"
+      if (exitCode !== 0) yield { at: endedAt, step: { _tag: "ContainerEnded", exitCode, reason } }
+      yield exited(exitCode === 0 ? endedAt : endedAt + phaseLagMillis, exitCode, reason)
       return
+    }
     case "ImagePullFails":
       yield* imagePullTrouble(undefined)
       return
@@ -185,13 +236,21 @@ export function* kubeletSteps(behaviour: PodBehaviour): Generator<TimedStep> {
     case "Unschedulable":
       yield { at: 0, step: { _tag: "Unschedulable", message: unschedulableMessage } }
       return
-    case "Evicted":
+    case "Evicted": {
       yield running
+      const exitCode = behaviour.exitCode ?? 137
+      const events: ReadonlyArray<KubeletEvent> = [
+        { reason: "Evicted", message: evictedMessage, type: "Warning" },
+        { reason: "Killing", message: "Stopping container agent", type: "Normal" }
+      ]
       yield {
         at: podStartDelayMillis + millis(behaviour.after),
-        step: { _tag: "Terminated", exitCode: 137, reason: "Error", podReason: "Evicted", podMessage: evictedMessage }
+        step: exitCode === 0
+          ? { _tag: "Terminated", exitCode, reason: "Completed", events }
+          : { _tag: "Terminated", exitCode, reason: "Error", podReason: "Evicted", podMessage: evictedMessage, events }
       }
       return
+    }
     case "Hang":
       yield running
       return

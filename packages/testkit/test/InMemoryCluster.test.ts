@@ -183,14 +183,20 @@ describe("InMemoryCluster", () => {
         })
       }))
 
-    it.scoped("fail with exit 137 OOMKilled: the pod fails with that state, the Job fails BackoffLimitExceeded", () =>
+    it.scoped("fail with exit 137 OOMKilled: the container ends while the phase says Running, then the pod fails; FailureTarget, then Failed", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.fail("30 seconds", { exitCode: 137, reason: "OOMKilled" })))
+        const jobEvents = yield* recordEvents(cluster.watch.jobEvents)
         yield* cluster.ops.createJob(manifest("job-a"))
         yield* until(36)
+        const ended = yield* onlyPod(cluster, "job-a")
+        assert.strictEqual(ended.status?.phase, "Running")
+        assert.deepStrictEqual(container(ended)?.terminated, { exitCode: 137, reason: "OOMKilled", finishedAt: ts(36) })
+        assert.deepStrictEqual(conditionsOf(yield* jobOf(cluster, "job-a")), [])
+        yield* until(37)
         const pod = yield* onlyPod(cluster, "job-a")
         assert.strictEqual(pod.status?.phase, "Failed")
-        assert.deepStrictEqual(container(pod)?.terminated, { exitCode: 137, reason: "OOMKilled", finishedAt: ts(36) })
+        assert.deepStrictEqual(container(pod)?.terminated, { exitCode: 137, reason: "OOMKilled", finishedAt: ts(37) })
         const job = yield* jobOf(cluster, "job-a")
         assert.deepStrictEqual(conditionsOf(job), [
           "FailureTarget=True:BackoffLimitExceeded",
@@ -198,7 +204,12 @@ describe("InMemoryCluster", () => {
         ])
         assert.strictEqual(job.status?.failed, 1)
         assert.strictEqual(job.status?.active, 0)
-        assert.strictEqual(condition(job, "Failed")?.lastTransitionTime, ts(36))
+        assert.strictEqual(condition(job, "Failed")?.lastTransitionTime, ts(37))
+        const upserts = (yield* jobEvents).flatMap(([, event]) => (event._tag === "Upsert" ? [conditionsOf(event.object)] : []))
+        assert.deepStrictEqual(upserts.slice(-2), [
+          ["FailureTarget=True:BackoffLimitExceeded"],
+          ["FailureTarget=True:BackoffLimitExceeded", "Failed=True:BackoffLimitExceeded"]
+        ])
       }))
 
     it.scoped("fail with exit code 0 behaves like succeed", () =>
@@ -210,10 +221,10 @@ describe("InMemoryCluster", () => {
         assert.isTrue(Kube.jobSucceeded(yield* jobOf(cluster, "job-a")))
       }))
 
-    it.scoped("activeDeadlineSeconds: at exactly the deadline the pod is killed (DeadlineExceeded) and the Job fails", () =>
+    it.scoped("activeDeadlineSeconds, PID 1 ignores SIGTERM: FailureTarget at the deadline, the pod dies with 137 after the 30 s grace, then Failed", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.hang))
-        const jobEvents = yield* recordEvents(cluster.watch.jobEvents)
+        const podEvents = yield* recordEvents(cluster.watch.podEvents)
         yield* cluster.ops.createJob(manifest("job-a", { activeDeadlineSeconds: 600 }))
 
         yield* until(599.999)
@@ -221,25 +232,66 @@ describe("InMemoryCluster", () => {
         assert.isTrue(Kube.jobActive(yield* jobOf(cluster, "job-a")))
 
         yield* until(600)
-        const pod = yield* onlyPod(cluster, "job-a")
-        assert.strictEqual(pod.status?.phase, "Failed")
-        assert.strictEqual(pod.status?.reason, "DeadlineExceeded")
-        assert.deepStrictEqual(container(pod)?.terminated, { exitCode: 143, reason: "Error", finishedAt: ts(600) })
+        const terminating = yield* onlyPod(cluster, "job-a")
+        assert.strictEqual(terminating.status?.phase, "Running")
+        assert.strictEqual(terminating.metadata.deletionTimestamp, ts(600))
+        const target = yield* jobOf(cluster, "job-a")
+        assert.deepStrictEqual(conditionsOf(target), ["FailureTarget=True:DeadlineExceeded"])
+        assert.strictEqual(condition(target, "FailureTarget")?.lastTransitionTime, ts(600))
+
+        yield* until(629.999)
+        assert.deepStrictEqual(conditionsOf(yield* jobOf(cluster, "job-a")), ["FailureTarget=True:DeadlineExceeded"])
+        yield* until(630)
         const job = yield* jobOf(cluster, "job-a")
         assert.deepStrictEqual(conditionsOf(job), ["FailureTarget=True:DeadlineExceeded", "Failed=True:DeadlineExceeded"])
-        assert.strictEqual(condition(job, "Failed")?.lastTransitionTime, ts(600))
+        assert.strictEqual(condition(job, "Failed")?.lastTransitionTime, ts(630))
         assert.strictEqual(job.status?.failed, 1)
         assert.strictEqual(job.status?.active, 0)
+        // the pod ended (no pod-level reason: the job controller deleted it) and then went
+        assert.deepStrictEqual(yield* cluster.watch.podsOfJob("job-a"), [])
+        const last = (yield* podEvents).flatMap(([t, event]) => (event._tag === "Synced" ? [] : [[t, event] as const])).slice(-2)
+        assert.deepStrictEqual(last.map(([t, e]) => `${t} ${e._tag} ${e.object.status?.phase}`), ["630 Upsert Failed", "630 Delete Failed"])
+        const killed = last[0]?.[1]
+        assert.isUndefined(killed?._tag === "Upsert" ? killed.object.status?.reason : "")
+        assert.deepStrictEqual(killed?._tag === "Upsert" ? container(killed.object)?.terminated : undefined, {
+          exitCode: 137,
+          reason: "Error",
+          finishedAt: ts(630)
+        })
+      }))
 
-        // FailureTarget is visible on its own before Failed, as with the real controller.
-        const upserts = (yield* jobEvents).flatMap(([, event]) => (event._tag === "Upsert" ? [conditionsOf(event.object)] : []))
-        assert.deepStrictEqual(upserts.slice(-2), [
-          ["FailureTarget=True:DeadlineExceeded"],
-          ["FailureTarget=True:DeadlineExceeded", "Failed=True:DeadlineExceeded"]
+    it.scoped("activeDeadlineSeconds, the process exits 0 on SIGTERM: the pod ends Succeeded at once, the Job fails DeadlineExceeded", () =>
+      Effect.gen(function*() {
+        const cluster = yield* setup(PodBehaviour.always(PodBehaviour.hangUntilSigterm(0)))
+        const podEvents = yield* recordEvents(cluster.watch.podEvents)
+        yield* cluster.ops.createJob(manifest("job-a", { activeDeadlineSeconds: 20 }))
+        yield* until(20)
+        const job = yield* jobOf(cluster, "job-a")
+        assert.deepStrictEqual(conditionsOf(job), ["FailureTarget=True:DeadlineExceeded", "Failed=True:DeadlineExceeded"])
+        assert.strictEqual(job.status?.succeeded, 1)
+        assert.isFalse(Kube.jobSucceeded(job))
+        const ended = (yield* podEvents).flatMap(([, e]) => (e._tag === "Upsert" && e.object.status?.phase === "Succeeded" ? [e.object] : []))
+        assert.deepStrictEqual(ended.map((p) => container(p)?.terminated), [{ exitCode: 0, reason: "Completed", finishedAt: ts(20) }])
+        assert.isTrue(yield* cluster.wasSignalled(ended[0]?.metadata.uid ?? ""))
+      }))
+
+    it.scoped("activeDeadlineSeconds while the image pull fails: the container that never started ends ContainerStatusUnknown, exit 137, no times", () =>
+      Effect.gen(function*() {
+        const cluster = yield* setup(PodBehaviour.always(PodBehaviour.imagePullFails))
+        const podEvents = yield* recordEvents(cluster.watch.podEvents)
+        yield* cluster.ops.createJob(manifest("job-a", { activeDeadlineSeconds: 60 }))
+        yield* until(60)
+        assert.deepStrictEqual(conditionsOf(yield* jobOf(cluster, "job-a")), [
+          "FailureTarget=True:DeadlineExceeded",
+          "Failed=True:DeadlineExceeded"
+        ])
+        const failed = (yield* podEvents).flatMap(([, e]) => (e._tag === "Upsert" && e.object.status?.phase === "Failed" ? [e.object] : []))
+        assert.deepStrictEqual(failed.map((p) => container(p)?.terminated), [
+          { exitCode: 137, reason: "ContainerStatusUnknown", message: "The container could not be located when the pod was terminated" }
         ])
       }))
 
-    it.scoped("image-pull-fails: ErrImagePull at 5 s, ImagePullBackOff, retries after 10, 20, 40 ... 300 s", () =>
+    it.scoped("image-pull-fails: ErrImagePull at 5 s, ImagePullBackOff only 13 s later, retries after 10, 20, 40 ... 300 s", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.imagePullFails))
         const podEvents = yield* recordEvents(cluster.watch.podEvents)
@@ -252,28 +304,27 @@ describe("InMemoryCluster", () => {
         })
         assert.deepStrictEqual(waiting, [
           "5s ErrImagePull",
-          "6s ImagePullBackOff",
-          "15s ErrImagePull",
-          "16s ImagePullBackOff",
-          "35s ErrImagePull",
-          "36s ImagePullBackOff",
-          "75s ErrImagePull",
-          "76s ImagePullBackOff",
-          "155s ErrImagePull",
-          "156s ImagePullBackOff",
-          "315s ErrImagePull",
-          "316s ImagePullBackOff",
-          "615s ErrImagePull",
-          "616s ImagePullBackOff",
-          "915s ErrImagePull",
-          "916s ImagePullBackOff"
+          "18s ImagePullBackOff",
+          "28s ErrImagePull",
+          "29s ImagePullBackOff",
+          "49s ErrImagePull",
+          "50s ImagePullBackOff",
+          "90s ErrImagePull",
+          "91s ImagePullBackOff",
+          "171s ErrImagePull",
+          "172s ImagePullBackOff",
+          "332s ErrImagePull",
+          "333s ImagePullBackOff",
+          "633s ErrImagePull",
+          "634s ImagePullBackOff",
+          "934s ErrImagePull",
+          "935s ImagePullBackOff"
         ])
         const pod = yield* onlyPod(cluster, "job-a")
         assert.strictEqual(pod.status?.phase, "Pending")
-        assert.deepStrictEqual(container(pod)?.waiting, {
-          reason: "ImagePullBackOff",
-          message: `Back-off pulling image "${image}"`
-        })
+        assert.strictEqual(container(pod)?.waiting?.reason, "ImagePullBackOff")
+        assert.match(container(pod)?.waiting?.message ?? "", new RegExp(`^Back-off pulling image "${image}": ErrImagePull: failed to pull and unpack image "${image}"`))
+        assert.isTrue(Kube.jobActive(yield* jobOf(cluster, "job-a")))
         assert.strictEqual(Kube.podCondition(pod, "PodScheduled").pipe(Option.map((c) => c.status), Option.getOrNull), "True")
       }))
 
@@ -331,7 +382,7 @@ describe("InMemoryCluster", () => {
         assert.isUndefined(pod.status?.containerStatuses)
       }))
 
-    it.scoped("evicted: Running, then phase Failed with reason Evicted after D; the Job fails", () =>
+    it.scoped("evicted, PID 1 ignores SIGTERM: Events Evicted and Killing, the pod fails with reason Evicted and 137, no DisruptionTarget; the Job fails", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.evicted("2 minutes")))
         yield* cluster.ops.createJob(manifest("job-a"))
@@ -341,23 +392,62 @@ describe("InMemoryCluster", () => {
         const pod = yield* onlyPod(cluster, "job-a")
         assert.strictEqual(pod.status?.phase, "Failed")
         assert.strictEqual(pod.status?.reason, "Evicted")
-        assert.include(pod.status?.message ?? "", "low on resource")
+        assert.strictEqual(pod.status?.message, PodBehaviour.evictedMessage)
+        assert.strictEqual(container(pod)?.terminated?.exitCode, 137)
+        assert.isTrue(Option.isNone(Kube.podCondition(pod, "DisruptionTarget")))
         assert.deepStrictEqual(conditionsOf(yield* jobOf(cluster, "job-a")), [
           "FailureTarget=True:BackoffLimitExceeded",
           "Failed=True:BackoffLimitExceeded"
         ])
+        const events = yield* cluster.events
+        assert.deepStrictEqual(events.map((e) => [e.involvedObject.kind, e.involvedObject.name, e.reason, e.type, e.source, e.at - T0]), [
+          ["Pod", pod.metadata.name, "Evicted", "Warning", "kubelet", 126_000],
+          ["Pod", pod.metadata.name, "Killing", "Normal", "kubelet", 126_000]
+        ])
       }))
 
-    it.scoped("no-pod: no pod ever, a FailedCreate Event on the Job", () =>
+    it.scoped("evicted, the process exits 0 on SIGTERM: pod Succeeded with no reason, Job Complete; only the Evicted Event tells", () =>
+      Effect.gen(function*() {
+        const cluster = yield* setup(PodBehaviour.always(PodBehaviour.evicted("2 minutes", { exitCode: 0 })))
+        const evictions = yield* recordEvents(cluster.watch.evictionEvents)
+        yield* cluster.ops.createJob(manifest("job-a"))
+        yield* until(126)
+        const pod = yield* onlyPod(cluster, "job-a")
+        assert.strictEqual(pod.status?.phase, "Succeeded")
+        assert.isUndefined(pod.status?.reason)
+        assert.deepStrictEqual(container(pod)?.terminated, { exitCode: 0, reason: "Completed", finishedAt: ts(126) })
+        const job = yield* jobOf(cluster, "job-a")
+        assert.deepStrictEqual(conditionsOf(job), ["SuccessCriteriaMet=True:CompletionsReached", "Complete=True:CompletionsReached"])
+        assert.isTrue(Kube.jobSucceeded(job))
+        assert.isTrue(yield* cluster.wasSignalled(pod.metadata.uid ?? ""))
+        // the eviction watch (field selector involvedObject.kind=Pod,reason=Evicted) and the live read see the Event
+        const seen = (yield* evictions).flatMap(([t, e]) => (e._tag === "Upsert" ? [[t, e.object] as const] : []))
+        assert.deepStrictEqual(seen.map(([t, e]) => [t, e.involvedObject.kind, e.involvedObject.name, e.involvedObject.uid, e.reason, e.message]), [
+          [126, "Pod", pod.metadata.name, pod.metadata.uid, "Evicted", PodBehaviour.evictedMessage]
+        ])
+        assert.deepStrictEqual((yield* cluster.watch.evictions).map((e) => e.reason), ["Evicted"])
+        const live = yield* cluster.watch.readEvents(Kube.podEvictionSelector)
+        assert.deepStrictEqual(live.map((e) => [e.involvedObject.name, e.source?.component, e.lastTimestamp]), [[pod.metadata.name, "kubelet", ts(126)]])
+        assert.deepStrictEqual(
+          (yield* cluster.watch.readEvents(`involvedObject.kind=Pod,involvedObject.name=${pod.metadata.name},reason=Killing`)).map((e) => e.reason),
+          ["Killing"]
+        )
+      }))
+
+    it.scoped("no-pod: no pod ever; the job controller's FailedCreate Event, repeated with back-off (1 s doubling to 60 s)", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.noPod))
         yield* cluster.ops.createJob(manifest("job-a"))
         yield* until(600)
         assert.deepStrictEqual(yield* cluster.podsSnapshot, [])
         const events = yield* cluster.events
-        assert.deepStrictEqual(events.map((e) => [e.involvedObject.name, e.involvedObject.uid, e.reason, e.type, e.source, e.at]), [
-          ["job-a", "uid-1", "FailedCreate", "Warning", "job-controller", T0 + 1000]
+        // 1, 2, 4, 8, 16, 32, 64, then every 60 s: 124 ... 544
+        assert.deepStrictEqual(events.map((e) => [e.involvedObject.name, e.involvedObject.uid, e.reason, e.type, e.source, e.at, e.count, e.lastAt]), [
+          ["job-a", "uid-1", "FailedCreate", "Warning", "job-controller", T0 + 1000, 15, T0 + 544_000]
         ])
+        const live = yield* cluster.watch.readEvents(Kube.jobCreateFailureSelector("job-a"))
+        assert.match(live[0]?.message ?? "", /^Error creating: pods "job-a-" is forbidden: exceeded quota: /)
+        assert.deepStrictEqual(yield* cluster.watch.readEvents(Kube.jobCreateFailureSelector("job-b")), [])
         const job = yield* jobOf(cluster, "job-a")
         assert.isTrue(Kube.jobActive(job))
         assert.strictEqual(job.status?.active, undefined)
@@ -384,16 +474,17 @@ describe("InMemoryCluster", () => {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.fail("4 seconds")))
         const base = manifest("job-a")
         yield* cluster.createJob({ ...base, spec: { ...base.spec, backoffLimit: 1 } })
-        yield* until(10)
+        // Running at 6 s, the container ends at 10 s, the phase follows at 11 s
+        yield* until(11)
         assert.strictEqual((yield* onlyPod(cluster, "job-a")).status?.phase, "Failed")
         const retrying = yield* jobOf(cluster, "job-a")
         assert.strictEqual(retrying.status?.failed, 1)
         assert.deepStrictEqual(conditionsOf(retrying), [])
-        yield* until(20)
+        yield* until(21)
         const pods = yield* cluster.watch.podsOfJob("job-a")
         assert.deepStrictEqual(pods.map((p) => p.status?.phase), ["Failed", "Pending"])
-        assert.strictEqual(pods[1]?.metadata.creationTimestamp, ts(20))
-        yield* until(29)
+        assert.strictEqual(pods[1]?.metadata.creationTimestamp, ts(21))
+        yield* until(31)
         const failed = yield* jobOf(cluster, "job-a")
         assert.strictEqual(failed.status?.failed, 2)
         assert.deepStrictEqual(conditionsOf(failed), ["FailureTarget=True:BackoffLimitExceeded", "Failed=True:BackoffLimitExceeded"])
@@ -549,6 +640,30 @@ describe("InMemoryCluster", () => {
         ])
       }))
 
+    it.scoped("Events: repeats aggregate, the executor's own stay separate, an hour later they are gone; unknown field selectors fail", () =>
+      Effect.gen(function*() {
+        const cluster = yield* setup(PodBehaviour.always(PodBehaviour.noPod))
+        yield* cluster.ops.createJob(manifest("job-a", { activeDeadlineSeconds: 7200 }))
+        const zombie = { jobName: "job-a", jobUid: "uid-1", reason: "ZombieDetected", message: "job_pod_create_failed: x", type: "Warning" } as const
+        yield* cluster.ops.recordJobEvent(zombie)
+        yield* cluster.ops.recordJobEvent(zombie)
+        yield* until(100)
+        assert.deepStrictEqual((yield* cluster.events).map((e) => `${e.reason} ${e.source} ${e.count}`), [
+          "ZombieDetected executor 1",
+          "ZombieDetected executor 1",
+          "FailedCreate job-controller 7"
+        ])
+        const executorOnes = yield* cluster.watch.readEvents("involvedObject.kind=Job,source=agent-task-executor")
+        assert.deepStrictEqual(executorOnes.map((e) => e.reason), ["ZombieDetected", "ZombieDetected"])
+        // the FailedCreate Event keeps being bumped, the executor's expire an hour after they were written
+        yield* until(3601)
+        assert.deepStrictEqual((yield* cluster.events).map((e) => e.reason), ["FailedCreate"])
+        const bad = yield* Effect.flip(cluster.watch.readEvents("metadata.labels=x"))
+        assert.isFalse(bad.transient)
+        yield* cluster.setApiDown(true)
+        assert.isTrue((yield* Effect.flip(cluster.watch.readEvents(Kube.podEvictionSelector))).transient)
+      }))
+
     it.scoped("recordJobEvent keeps the executor's Events", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.hang))
@@ -687,7 +802,7 @@ describe("InMemoryCluster", () => {
         if (step._tag === "Waiting" && step.reason === "ErrImagePull") pulls.push(at / 1000)
         if (pulls.length === 9) break
       }
-      assert.deepStrictEqual(pulls, [5, 15, 35, 75, 155, 315, 615, 915, 1215])
+      assert.deepStrictEqual(pulls, [5, 28, 49, 90, 171, 332, 633, 934, 1235])
     })
   })
 })

@@ -52,6 +52,8 @@ export const runConfig: Config.Config<RunConfig> = Config.all({
   ),
   clientCertSecret: Config.string("JOB_KAFKA_CLIENT_CERT_SECRET").pipe(Config.withDefault("")),
   caCertSecret: Config.string("JOB_KAFKA_CA_CERT_SECRET").pipe(Config.withDefault("")),
+  // `docker` like the reference executor (its clusters have that Secret); empty: agent pods name none
+  imagePullSecret: Config.string("IMAGE_PULL_SECRET").pipe(Config.withDefault("docker")),
   cron: Config.string("HEALTHCHECK_CRON_EXPRESSION").pipe(
     Config.withDefault(defaultCronExpression),
     Config.mapOrFail((expression) =>
@@ -78,6 +80,7 @@ export const runConfig: Config.Config<RunConfig> = Config.all({
       jobTtlSecondsAfterFinished: c.jobTtl,
       kafkaClientCertSecret: c.clientCertSecret,
       kafkaCaCertSecret: c.caCertSecret,
+      imagePullSecret: c.imagePullSecret.trim(),
       names: Labels.names(c.apiGroup)
     },
     healthcheckCron: c.cron,

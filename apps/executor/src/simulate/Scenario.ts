@@ -28,7 +28,10 @@ const Behaviour = Schema.Union(
     reason: Schema.optional(Schema.NonEmptyString)
   }),
   Schema.Struct({ "image-pull-recovers": DurationString }),
-  Schema.Struct({ evicted: DurationString })
+  /** `exitCode`: how the process ends once evicted (default 137: it ignores SIGTERM; 0: it exits 0 and the pod ends Succeeded). */
+  Schema.Struct({ evicted: DurationString, exitCode: Schema.optional(Schema.Int) }),
+  /** Like `hang`, but the process exits with `exitCode` as soon as it gets SIGTERM (at the Job deadline). */
+  Schema.Struct({ hang: Schema.Struct({ exitCode: Schema.Int }) })
 ).annotations({ identifier: "PodBehaviour" })
 type Behaviour = typeof Behaviour.Type
 
@@ -57,7 +60,8 @@ export const toPodBehaviour = (b: Behaviour): PodBehaviour.PodBehaviour => {
     })
   }
   if ("image-pull-recovers" in b) return PodBehaviour.imagePullRecovers(ms(b["image-pull-recovers"]))
-  return PodBehaviour.evicted(ms(b.evicted))
+  if ("hang" in b) return PodBehaviour.hangUntilSigterm(b.hang.exitCode)
+  return PodBehaviour.evicted(ms(b.evicted), b.exitCode === undefined ? {} : { exitCode: b.exitCode })
 }
 
 /** The frontmatter keys the executor reads are type-checked; every other key passes through. */

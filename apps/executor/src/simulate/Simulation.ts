@@ -80,7 +80,7 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
     })
     const topics = Commands.topics(world.settings.topicPrefix)
     const controller = yield* ControllerModel.make(world.bus, { topicPrefix: world.settings.topicPrefix })
-    yield* AgentModel.make(world.bus, world.cluster.watch, controller, {
+    yield* AgentModel.make(world.bus, world.cluster, controller, {
       topicPrefix: world.settings.topicPrefix,
       taskIdLabel: world.settings.names.taskIdLabel
     })
