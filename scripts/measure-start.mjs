@@ -109,20 +109,7 @@ const stopStack = () => {
 try {
   const state = JSON.parse(readFileSync(join(stackDir, "state.json"), "utf8"))
   const topicPrefix = `measure-${process.pid}`
-  // the topics of `run` (the broker would create them on first use, but not before the consumer joins)
-  execFileSync(
-    process.execPath,
-    [
-      "--input-type=module",
-      "-e",
-      `import { Kafka, logLevel } from "kafkajs"
-       const admin = new Kafka({ brokers: ${JSON.stringify(state.kafkaBrokers.split(","))}, logLevel: logLevel.NOTHING }).admin()
-       await admin.connect()
-       await admin.createTopics({ waitForLeaders: true, topics: ["event", "request"].map((s) => ({ topic: "${topicPrefix}-agent-task-v1-" + s })) })
-       await admin.disconnect()`
-    ],
-    { cwd: root, stdio: "inherit" }
-  )
+  execFileSync(process.execPath, [join(root, "scripts/create-topics.mjs"), state.kafkaBrokers, topicPrefix], { cwd: root, stdio: "inherit" })
 
   const runUntilReady = async (variant, i) => {
     const port = await freePort()
