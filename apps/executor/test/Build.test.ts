@@ -3,7 +3,6 @@
  * above it, the bundle alone must answer `--help`, simulate exactly as the sources do, and refuse
  * `run` without its environment; it imports nothing but Node's built-in modules and its own chunks.
  */
-import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { builtinModules } from "node:module"
 import { tmpdir } from "node:os"
@@ -15,34 +14,16 @@ import { parse as parseYaml } from "yaml"
 import { jsonl } from "../src/simulate/Output.js"
 import { validate } from "../src/simulate/Scenario.js"
 import { simulate } from "../src/simulate/Simulation.js"
+import { type Exit, runNode } from "./NodeProcess.js"
 
 const root = fileURLToPath(new URL("../../../", import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), "executor-build-"))
 const dist = join(dir, "dist")
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-interface Exit {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
 /** A child process with only PATH in its environment, started outside the repository. */
 const node = (args: ReadonlyArray<string>, cwd = dir): Promise<Exit> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd,
-      env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 60_000
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+  runNode(args, { cwd, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
 
 const succeed = join(root, "examples/succeed.yaml")
 
