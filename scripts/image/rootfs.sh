@@ -40,7 +40,7 @@ for lib in $libs; do
 done
 
 # Licenses of what was copied: node's own, and the Debian packages that own the libraries.
-for license in "$(dirname "$NODE_BIN")/../share/doc/node/LICENSE" /usr/share/doc/nodejs/LICENSE; do
+for license in "$(dirname "$NODE_BIN")/../share/doc/node/LICENSE" "$(dirname "$NODE_BIN")/../LICENSE" /usr/share/doc/nodejs/LICENSE; do
   if [ -f "$license" ]; then install -D -m 0644 "$license" "$ROOTFS/usr/local/share/doc/node/LICENSE"; break; fi
 done
 owners() {
