@@ -66,7 +66,7 @@ describe("the production build", () => {
   it("imports only Node's built-in modules and its own chunks (no node_modules at run time)", () => {
     const files = readdirSync(dist, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".mjs"))
     expect(files).toContain("main.mjs")
-    const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`), "node:sqlite"])
+    const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)])
     // the optional native speed-ups of `ws`, required inside a try/catch
     const optional = new Set(["bufferutil", "utf-8-validate"])
     const foreign = new Set<string>()
