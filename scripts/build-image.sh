@@ -9,7 +9,7 @@
 #                                                    (`ctr -n k8s.io images import` accepts it)
 #   $IMAGE_OUT/image.env                             IMAGE=, VERSION=, OCI=, ARCHIVE= of the last build
 # Idempotent: when neither the root filesystem nor the metadata changed, it stops after a check
-# (about 2 s). Installs umoci and skopeo (Debian packages) when they are missing.
+# (2-3 s). Installs umoci and skopeo (Debian packages) when they are missing.
 #
 # Environment (all optional):
 #   IMAGE_OUT    output directory            (default: <repo>/.build/image, not committed)
