@@ -1,6 +1,6 @@
 import { createServer } from "node:http"
-import { HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer, LogLevel, Metric, Option } from "effect"
 import { Gates } from "@executor/domain"
 import {
