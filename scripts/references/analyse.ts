@@ -232,7 +232,7 @@ export const analyse = (repo: Repository): ReadonlyArray<Finding> => {
         if (externalTarget.test(target)) continue
         const [rawPath = "", anchor] = target.split("#", 2)
         const path = rawPath === "" ? file : normalise(`${dirname(file)}/${decodeURI(rawPath)}`)
-        if (path === undefined) {
+        if (path === undefined || /(^|\/)\.\.\/shared\b/.test(target)) {
           push(file, line, "outside", target, `link ${target} leaves the repository`)
         } else if (!repo.exists(path)) {
           push(file, line, "broken", target, `link ${target}: ${path} does not exist`)
