@@ -12,7 +12,7 @@
  *   node --import tsx scripts/check-references.ts --update   rewrite the allow-list from what is found now
  */
 import { execFileSync } from "node:child_process"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { analyse, type Finding, judge, parseAllowList, renderAllowList } from "./references/analyse.js"
@@ -34,16 +34,41 @@ const exempt = new Set([
   "apps/executor/test/References.test.ts"
 ])
 
-const git = (args: ReadonlyArray<string>, input?: string): string =>
+const git = (args: ReadonlyArray<string>): string =>
   execFileSync("git", args, {
     cwd: root,
     encoding: "utf8",
     maxBuffer: 64 * 1024 * 1024,
-    ...(input === undefined ? {} : { input })
+    stdio: ["ignore", "pipe", "ignore"]
   })
 
-const listed = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-  .split("\0")
+const inGit = (() => {
+  try {
+    git(["rev-parse", "--is-inside-work-tree"])
+    return true
+  } catch {
+    return false
+  }
+})()
+
+/** Outside a git checkout (an unpacked source archive): `.gitignore`'s plain paths, as prefixes. */
+const ignoredPrefixes = existsSync(join(root, ".gitignore"))
+  ? readFileSync(join(root, ".gitignore"), "utf8")
+    .split("\n")
+    .map((line) => line.trim().replace(/^\//, "").replace(/\/$/, ""))
+    .filter((line) => line !== "" && !line.startsWith("#") && !/[*?[!]/.test(line))
+  : []
+
+const walk = (dir: string): ReadonlyArray<string> =>
+  readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) => {
+    const path = dir === "" ? entry.name : `${dir}/${entry.name}`
+    if (entry.name === ".git" || ignoredPrefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))) {
+      return []
+    }
+    return entry.isDirectory() ? walk(path) : [path]
+  })
+
+const listed = (inGit ? git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]).split("\0") : walk(""))
   .filter((path) => path !== "" && existsSync(join(root, path)))
 const files = new Map(
   listed
@@ -53,6 +78,7 @@ const files = new Map(
 
 const ignoredCache = new Map<string, boolean>()
 const ignored = (path: string): boolean => {
+  if (!inGit) return ignoredPrefixes.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))
   let known = ignoredCache.get(path)
   if (known === undefined) {
     try {
