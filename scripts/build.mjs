@@ -67,8 +67,9 @@ const result = await esbuild.build({
   sourcemap: "linked",
   sourcesContent: false,
   banner: { js: banner },
-  // optional native speed-ups of `ws`, loaded in a try/catch
-  external: ["bufferutil", "utf-8-validate"],
+  // optional native speed-ups of `ws`, and debug's optional colour detection (pnpm links it as a
+  // peer whenever some dev tool has it): all loaded in a try/catch, never needed at run time
+  external: ["bufferutil", "utf-8-validate", "supports-color"],
   // Whitespace and syntax only: names stay, so a stack trace names real functions and classes even
   // without the source maps; the run's RSS is 14 MiB lower than unminified (docs/design.md, "Build").
   minifyWhitespace: true,
