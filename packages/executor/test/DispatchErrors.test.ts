@@ -17,7 +17,7 @@ import {
   taskEvent,
   taskEventCounters,
   verdicts,
-  watchTransactions
+  watchBatches
 } from "./fixtures.js"
 
 // Decisions D4.10 (errors never kill the service), executor.md §8.15-8.16 and D6.1.
@@ -87,11 +87,11 @@ describe("transient errors are retried without committing (D4.10)", () => {
       }
     }))
 
-  it.scoped("the spawn transaction aborts once ⇒ the event is handled again, finds its own Job: one Job, one increment", () =>
+  it.scoped("the spawn append is refused once ⇒ the event is handled again, this process knows its Job: no second create, one Job, one increment", () =>
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       yield* startExecutorIn(world, "full")
-      yield* world.bus.failNextTransactions(1)
+      yield* world.bus.failNextAppends(1)
       yield* produceEvent(world, taskEvent(taskId))
       yield* settleUntil(createCalls(world), (calls) => calls.length > 0)
       yield* settle
@@ -103,19 +103,19 @@ describe("transient errors are retried without committing (D4.10)", () => {
       yield* settle
       expect(yield* jobsOfTask(world, taskId)).toHaveLength(1)
       expect((yield* commandsOf(world, taskId)).map(([op]) => op)).toEqual(spawnOps)
-      expect(yield* createCalls(world)).toEqual(["ok", "ok"])
+      expect(yield* createCalls(world)).toEqual(["ok"])
     }))
 
-  it.scoped("the broker goes down during the spawn transaction for 45 s ⇒ redelivered after, one Job, one increment", () =>
+  it.scoped("the broker goes down during the spawn publish for 45 s ⇒ redelivered after, one Job, one increment", () =>
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       yield* startExecutorIn(world, "full")
       const tripped = yield* Ref.make(false)
-      const hook: InMemoryBus.BeforeCommit = () =>
+      const hook: InMemoryBus.BeforeAppend = () =>
         Effect.flatMap(Ref.getAndSet(tripped, true), (done) =>
           done ? Effect.void : Effect.zipRight(world.bus.setDown(true), Effect.fail("broker lost"))
         )
-      yield* world.bus.setBeforeCommit(hook)
+      yield* world.bus.setBeforeAppend(hook)
       yield* produceEvent(world, taskEvent(taskId))
       yield* settleUntil(world.bus.isDown, (down) => down)
       yield* TestClock.adjust("45 seconds")
@@ -135,11 +135,11 @@ describe("transient errors are retried without committing (D4.10)", () => {
 })
 
 describe("permanent errors are reported on the task and committed (D4.10, §8.15)", () => {
-  it.scoped("createJob rejected (422) ⇒ ## Failure pod_config_error, assignee cleared, no increment, offset in the same transaction; the consumer goes on", () =>
+  it.scoped("createJob rejected (422) ⇒ ## Failure pod_config_error, assignee cleared, no increment, then the offset; the consumer goes on", () =>
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       yield* startExecutorIn(world, "full")
-      const transactions = yield* watchTransactions(world)
+      const batches = yield* watchBatches(world)
       const message = 'Job.batch "x" is invalid: spec.template.spec.containers[0].image: Required value'
       yield* world.cluster.failNext(
         "createJob",
@@ -157,9 +157,7 @@ describe("permanent errors are reported on the task and committed (D4.10, §8.15
       expect(lines[0]).toBe("## Failure")
       expect(lines).toContain("- **Reason:** pod_config_error")
       expect(lines.find((l) => l.startsWith("- **Detail:** "))).toContain("Required value")
-      expect(yield* transactions).toEqual([
-        { operations: ["update-frontmatter"], keys: [taskId], tasks: [taskId], offset: "0" }
-      ])
+      expect(yield* batches).toEqual([{ operations: ["update-frontmatter"], keys: [taskId], tasks: [taskId], partition: 0 }])
       expect((yield* verdicts(world)).map((v) => [v.reason, v.source, v.taskId])).toEqual([
         ["pod_config_error", "dispatch", taskId]
       ])
