@@ -43,7 +43,7 @@ describe("KafkaConfig.parseBrokers", () => {
 })
 
 describe("KafkaConfig.make and fromEnv", () => {
-  it("defaults: files of executor.md §3.4, group agent-task-executor, transactional id per replica", () => {
+  it("defaults: files of executor.md §3.4, group agent-task-executor", () => {
     const config = Either.getOrThrow(KafkaConfig.make({ brokers: "tls://kafka:9093" }))
     assert.deepStrictEqual(config.tlsFiles, {
       ca: "/server-cert/file",
@@ -52,9 +52,7 @@ describe("KafkaConfig.make and fromEnv", () => {
     })
     assert.strictEqual(config.groupId, "agent-task-executor")
     assert.strictEqual(config.topicPrefix, "")
-    assert.strictEqual(config.transactionalId, `agent-task-executor-${KafkaConfig.replicaName()}`)
-    assert.strictEqual(KafkaConfig.replicaName({ POD_NAME: "executor-7d9f-abcde", HOSTNAME: "h" }), "executor-7d9f-abcde")
-    assert.strictEqual(KafkaConfig.replicaName({ POD_NAME: " ", HOSTNAME: "h" }), "h")
+    assert.strictEqual(config.clientId, "agent-task-executor")
   })
 
   it("refuses retries 0 (kafkajs would throw synchronously for the idempotent producer)", () => {
@@ -67,7 +65,7 @@ describe("KafkaConfig.make and fromEnv", () => {
       const config = yield* KafkaConfig.fromEnv
       assert.deepStrictEqual(config.brokers, { addresses: ["a:9093", "b:9093"], tls: true })
       assert.strictEqual(config.topicPrefix, "develop")
-      assert.strictEqual(config.transactionalId, "agent-task-executor-executor-0")
+      assert.strictEqual(config.groupId, "agent-task-executor")
       assert.deepStrictEqual(config.tlsFiles, { ca: "/etc/ca.pem", cert: "/client-cert/file", key: "/client-key/file" })
       const bad = yield* Effect.exit(
         KafkaConfig.fromEnv.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["KAFKA_BROKERS", "tls://a:1,b:2"]]))))
@@ -79,7 +77,7 @@ describe("KafkaConfig.make and fromEnv", () => {
           new Map([
             ["KAFKA_BROKERS", "tls://a:9093,tls://b:9093"],
             ["TOPIC_PREFIX", "develop"],
-            ["KAFKA_TRANSACTIONAL_ID", "agent-task-executor-executor-0"],
+            ["KAFKA_GROUP_ID", "agent-task-executor"],
             ["KAFKA_TLS_CA_FILE", "/etc/ca.pem"]
           ])
         )
