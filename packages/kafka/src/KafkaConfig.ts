@@ -171,7 +171,10 @@ const optionalString = (name: string, description: string) =>
 
 /**
  * From the environment: `KAFKA_BROKERS` (required), `TOPIC_PREFIX`, `KAFKA_CLIENT_ID`, `KAFKA_GROUP_ID`,
- * `KAFKA_TLS_CA_FILE`, `KAFKA_TLS_CERT_FILE`, `KAFKA_TLS_KEY_FILE`.
+ * `KAFKA_TLS_CA_FILE`, `KAFKA_TLS_CERT_FILE`, `KAFKA_TLS_KEY_FILE`, and the consumer's
+ * `KAFKA_SESSION_TIMEOUT_MS` and `KAFKA_REBALANCE_TIMEOUT_MS` (default 30 000 each; the broker's
+ * floor is 6 000): a restarted executor waits up to about that long for the member its
+ * predecessor left behind before it gets its partitions back.
  */
 export const fromEnv: Config.Config<KafkaConfig> = Config.all({
   brokers: Config.string("KAFKA_BROKERS").pipe(
@@ -182,7 +185,17 @@ export const fromEnv: Config.Config<KafkaConfig> = Config.all({
   groupId: optionalString("KAFKA_GROUP_ID", "consumer group of the task events"),
   ca: optionalString("KAFKA_TLS_CA_FILE", "PEM of the brokers' CA (tls:// only)"),
   cert: optionalString("KAFKA_TLS_CERT_FILE", "PEM of the client certificate (tls:// only)"),
-  key: optionalString("KAFKA_TLS_KEY_FILE", "PEM of the client key (tls:// only)")
+  key: optionalString("KAFKA_TLS_KEY_FILE", "PEM of the client key (tls:// only)"),
+  sessionTimeoutMs: Config.integer("KAFKA_SESSION_TIMEOUT_MS").pipe(
+    Config.withDescription("consumer session timeout (ms)"),
+    Config.validate({ message: "expected an integer from 6000 to 300000", validation: (n) => n >= 6_000 && n <= 300_000 }),
+    Config.option
+  ),
+  rebalanceTimeoutMs: Config.integer("KAFKA_REBALANCE_TIMEOUT_MS").pipe(
+    Config.withDescription("consumer rebalance timeout (ms)"),
+    Config.validate({ message: "expected an integer from 6000 to 300000", validation: (n) => n >= 6_000 && n <= 300_000 }),
+    Config.option
+  )
 }).pipe(
   Config.mapOrFail((env) => {
     const tlsFiles: Partial<{ -readonly [K in keyof TlsFiles]: TlsFiles[K] }> = {}
@@ -194,10 +207,18 @@ export const fromEnv: Config.Config<KafkaConfig> = Config.all({
     if (key !== undefined) tlsFiles.key = key
     const clientId = Option.getOrUndefined(env.clientId)
     const groupId = Option.getOrUndefined(env.groupId)
+    const timeouts: { -readonly [K in keyof KafkaTimeouts]?: KafkaTimeouts[K] } = {}
+    if (Option.isSome(env.sessionTimeoutMs)) {
+      timeouts.sessionTimeoutMs = env.sessionTimeoutMs.value
+      // heartbeats at a third of the session, as Kafka's clients do
+      timeouts.heartbeatIntervalMs = Math.min(defaultTimeouts.heartbeatIntervalMs, Math.floor(env.sessionTimeoutMs.value / 3))
+    }
+    if (Option.isSome(env.rebalanceTimeoutMs)) timeouts.rebalanceTimeoutMs = env.rebalanceTimeoutMs.value
     return make({
       brokers: env.brokers,
       topicPrefix: env.topicPrefix,
       tlsFiles,
+      timeouts,
       ...(clientId === undefined ? {} : { clientId }),
       ...(groupId === undefined ? {} : { groupId })
     }).pipe(Either.mapLeft((error) => ConfigError.InvalidData(["KAFKA_BROKERS"], error.message)))

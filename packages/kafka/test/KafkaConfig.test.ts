@@ -85,6 +85,25 @@ describe("KafkaConfig.make and fromEnv", () => {
     )
   )
 
+  it.effect("KAFKA_SESSION_TIMEOUT_MS and KAFKA_REBALANCE_TIMEOUT_MS tune the consumer (heartbeat a third of the session); out of range is refused", () =>
+    Effect.gen(function* () {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        KafkaConfig.fromEnv.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["KAFKA_BROKERS", "k:9092"], ...entries]))))
+      const defaults = yield* read([])
+      assert.deepStrictEqual(
+        [defaults.timeouts.sessionTimeoutMs, defaults.timeouts.rebalanceTimeoutMs, defaults.timeouts.heartbeatIntervalMs],
+        [30_000, 30_000, 3_000]
+      )
+      const tuned = yield* read([
+        ["KAFKA_SESSION_TIMEOUT_MS", "6000"],
+        ["KAFKA_REBALANCE_TIMEOUT_MS", "8000"]
+      ])
+      assert.deepStrictEqual([tuned.timeouts.sessionTimeoutMs, tuned.timeouts.rebalanceTimeoutMs, tuned.timeouts.heartbeatIntervalMs], [6_000, 8_000, 2_000])
+      for (const bad of ["5999", "abc", "300001"]) {
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(read([["KAFKA_SESSION_TIMEOUT_MS", bad]]))), bad)
+      }
+    }))
+
   it.effect("tls:// reads ca, cert and key from the configured files; plaintext reads none", () =>
     Effect.gen(function* () {
       const dir = yield* Effect.acquireRelease(
