@@ -45,7 +45,7 @@ describe.skipIf(infra === undefined)("exactly once through broker kill -9 and re
 
   it("100 zombie runs while the broker is killed -9 and restarted 5 times: every run's four commands exactly once", async () => {
     const started = Date.now()
-    executor = await world.start("run", fastRejoin)
+    executor = await world.start("run", { ...fastRejoin, LOG_LEVEL: process.env["EO_LOG_LEVEL"] ?? "info" })
     await executor.ready(90_000)
     const kubelet = zombieKubelet(world, image)
     const port = readState(world.infra.runDir).ports.kafka

@@ -4,7 +4,7 @@ import { Dispatcher } from "./Dispatcher.js"
 import * as Metrics from "./Metrics.js"
 import { Readiness } from "./Readiness.js"
 import { transientBackoff } from "./Retry.js"
-import { type ConsumedMessage, TaskEventSource } from "./TaskEventSource.js"
+import { type ConsumedMessage, ConsumeError, TaskEventSource } from "./TaskEventSource.js"
 
 const skipped = (why: string) => Metric.increment(Metric.tagged(Metrics.skippedEvents, "why", why))
 
@@ -77,6 +77,9 @@ export const ConsumerLive = Layer.scopedDiscard(
     yield* readiness.markReady
     yield* source.messages.pipe(
       Stream.runForEach(handleSafely),
+      // a defect that escapes (in the skip of a defect, say) must not end consuming for good: the
+      // subscription starts over from the committed offsets
+      Effect.catchAllDefect((defect) => Effect.fail(new ConsumeError({ message: `defect: ${String(defect).slice(0, 300)}` }))),
       Effect.tapError((error) => Effect.logWarning(`task event consumer failed; resubscribing: ${error.message}`)),
       Effect.retry(resubscribe),
       Effect.forkScoped

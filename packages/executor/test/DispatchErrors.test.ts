@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Metric, Ref, TestClock } from "effect"
-import { ClusterError, Metrics } from "@executor/executor"
-import { type InMemoryBus, PodBehaviour, type World } from "@executor/testkit"
+import { Effect, Exit, Layer, Metric, Ref, Scope, TestClock } from "effect"
+import { ClusterError, Executor, ExecutorSettings, Journal, Metrics, TaskEventSource } from "@executor/executor"
+import { InMemoryBus, PodBehaviour, type World } from "@executor/testkit"
 import {
   agentSpec,
   assignee,
@@ -223,5 +223,45 @@ describe("permanent errors are reported on the task and committed (D4.10, §8.15
       yield* settle
       yield* consumeEvent(world, taskEvent("with-mount", { assignee: "pvc-agent" }))
       expect(yield* jobsOfTask(world, "with-mount")).toHaveLength(1)
+    }))
+})
+
+describe("a defect never stops consuming (D4.10)", () => {
+  it.scoped("the commit dies twice (after the handling, and again in the skip of that defect): the subscription starts over, nothing is lost or doubled", () =>
+    Effect.gen(function* () {
+      const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
+      const real = yield* Effect.provide(TaskEventSource, InMemoryBus.layerEventSource(world.bus, { topicPrefix: "" }))
+      const deaths = yield* Ref.make(2)
+      const source = TaskEventSource.of({
+        ...real,
+        commit: (offset) =>
+          Effect.flatMap(Ref.getAndUpdate(deaths, (n) => n - 1), (n) => (n > 0 ? Effect.dieMessage("commit blew up") : real.commit(offset)))
+      })
+      const scope = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Effect.forkDaemon(Scope.close(scope, Exit.void)))
+      yield* Layer.buildWithScope(
+        Executor.layerExecutor.pipe(
+          Layer.provide(
+            Layer.mergeAll(
+              world.cluster.layer,
+              InMemoryBus.layerPublisher(world.bus, { topicPrefix: "" }),
+              Layer.succeed(TaskEventSource, source),
+              ExecutorSettings.layer(world.settings),
+              Layer.succeed(Journal, { record: () => Effect.void })
+            )
+          )
+        ),
+        scope
+      )
+      yield* settle
+      yield* produceEvent(world, taskEvent("first"))
+      yield* settleUntil(Ref.get(deaths), (n) => n <= 0)
+      yield* TestClock.adjust("2 seconds")
+      yield* produceEvent(world, taskEvent("second"))
+      expect(yield* settleUntil(committedEventOffset(world), (o) => o === "2")).toBe("2")
+      yield* settle
+      for (const id of ["first", "second"]) {
+        expect([id, (yield* jobsOfTask(world, id)).length, (yield* commandsOf(world, id)).map(([op]) => op)]).toEqual([id, 1, spawnOps])
+      }
     }))
 })

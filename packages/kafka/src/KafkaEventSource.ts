@@ -156,7 +156,11 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
           yield* attempt("committer run", () =>
             consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: () => Promise.resolve() })
           )
-          consumer.pause([{ topic: offset.topic }])
+          // throws (not rejects) when the group could not be joined, e.g. the broker went away meanwhile
+          yield* Effect.try({
+            try: () => consumer.pause([{ topic: offset.topic }]),
+            catch: (cause) => new KafkaCallError({ operation: "committer pause", cause })
+          })
           yield* attempt("commitOffsets", () =>
             consumer.commitOffsets([{ topic: offset.topic, partition: offset.partition, offset: next, metadata }])
           )
