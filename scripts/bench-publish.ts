@@ -17,6 +17,7 @@ import { Kafka, logLevel, Partitioners } from "kafkajs"
 import { CommandGroup, Commands, Doctrine, Time } from "@executor/domain"
 import { CommandPublisher, encodeCommand } from "@executor/executor"
 import { KafkaConfig, KafkaRequestLog } from "@executor/kafka"
+import { makeKafka } from "../packages/kafka/src/KafkaClient.js"
 import { findBinaries, privateBroker } from "../packages/kafka/test/support/broker.js"
 import { createTopics, produce } from "../packages/kafka/test/support/kafka.js"
 
@@ -82,19 +83,25 @@ const groupMember = (brokers: string, groupId: string, topic: string) =>
     (consumer) => Effect.promise(() => consumer.disconnect())
   )
 
-/** The transactional path this executor used before (a small copy of it, for the comparison only). */
-const transactional = (brokers: string, topic: string, groupId: string) =>
+/**
+ * The transactional path this executor used before (a small copy of it, for the comparison only),
+ * on a client with the executor's own settings (timeouts, retries), as it had.
+ */
+const transactional = (config: KafkaConfig.KafkaConfig, topic: string, groupId: string) =>
   Effect.acquireRelease(
-    Effect.promise(async () => {
-      const producer = new Kafka({ clientId: "bench-tx", brokers: [brokers], logLevel: logLevel.NOTHING }).producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        transactionalId: `bench-tx-${randomUUID()}`,
-        createPartitioner: Partitioners.DefaultPartitioner
+    Effect.flatMap(makeKafka(config, "bench-tx"), (kafka) =>
+      Effect.promise(async () => {
+        const producer = kafka.producer({
+          idempotent: true,
+          maxInFlightRequests: 1,
+          transactionalId: `bench-tx-${randomUUID()}`,
+          transactionTimeout: 30_000,
+          createPartitioner: Partitioners.DefaultPartitioner
+        })
+        await producer.connect()
+        return producer
       })
-      await producer.connect()
-      return producer
-    }),
+    ),
     (producer) => Effect.promise(() => producer.disconnect())
   ).pipe(
     Effect.map((producer) => {
@@ -134,7 +141,7 @@ const bench = (brokers: string) =>
     const config = Either.getOrThrow(KafkaConfig.make({ brokers, topicPrefix: prefix, groupId }))
     const publisher = Context.get(yield* Layer.build(KafkaRequestLog.layerPublisher(config)), CommandPublisher)
     const member = yield* groupMember(brokers, groupId, topics.event)
-    const txPublish = yield* transactional(brokers, topics.request, groupId)
+    const txPublish = yield* transactional(config, topics.request, groupId)
 
     const commitConsumed = Effect.promise(() => member.commitOffsets([{ topic: topics.event, partition: 0, offset: "1" }]))
     const newSpawn = (i: number) => {

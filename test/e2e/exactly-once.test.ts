@@ -13,7 +13,7 @@
 // A stand-in kubelet makes every pod InvalidImageName (a verdict at once). A fresh reader that reads
 // uncommitted then counts, for every task: one spawn increment, one spawn notification, one failure
 // update and one failure increment, each pair in one record batch, nothing lost, nothing twice.
-import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { ExecutorProcess } from "../support/executorProcess.js"
 import { expectEachRunOnce, fastRejoin, newTaskIds, randomBetween, zombieKubelet } from "../support/exactlyOnce.js"
 import { agentSpec, makeWorld, type World } from "../support/harness.js"
@@ -27,13 +27,22 @@ const image = `registry.invalid/agents/${agent}:dev`
 const spec = agentSpec(agent, { podCreateGraceSeconds: 600, zombieJobTimeoutSeconds: 900 })
 
 describe.skipIf(infra === undefined).concurrent("exactly once through lost answers and executor kills (real run, apiserver, broker)", () => {
-  const worlds: Array<World> = []
-  const proxies: Array<KafkaProxy> = []
+  // made one after the other: two at once race for the CRD they both apply
+  let cut: World
+  let killed: World
+  let proxy: KafkaProxy
   const processes: Array<ExecutorProcess> = []
 
+  beforeAll(async () => {
+    cut = await makeWorld(infra!, "eop", { [agent]: spec })
+    killed = await makeWorld(infra!, "eok", { [agent]: spec })
+    proxy = await kafkaProxy(Number(infra!.kafkaBrokers.split(":")[1]))
+  }, 180_000)
+
   afterAll(async () => {
-    for (const world of worlds) await world.close()
-    for (const proxy of proxies) await proxy.close()
+    await cut?.close()
+    await killed?.close()
+    await proxy?.close()
   }, 60_000)
 
   afterEach(({ task }) => {
@@ -44,10 +53,7 @@ describe.skipIf(infra === undefined).concurrent("exactly once through lost answe
 
   it("40 zombie runs while 20 produce answers are lost (connection cut after the broker wrote the batch): every run's four commands exactly once", async () => {
     const started = Date.now()
-    const world = await makeWorld(infra!, "eop", { [agent]: spec })
-    worlds.push(world)
-    const proxy = await kafkaProxy(Number(infra!.kafkaBrokers.split(":")[1]))
-    proxies.push(proxy)
+    const world = cut
     const executor = await world.start("run", { ...fastRejoin, KAFKA_BROKERS: proxy.address })
     processes.push(executor)
     await executor.ready(90_000)
@@ -89,8 +95,7 @@ describe.skipIf(infra === undefined).concurrent("exactly once through lost answe
 
   it("40 zombie runs while the executor is killed -9 at random points 20 times: every run's four commands exactly once", async () => {
     const started = Date.now()
-    const world = await makeWorld(infra!, "eok", { [agent]: spec })
-    worlds.push(world)
+    const world = killed
     const kubelet = zombieKubelet(world, image)
     const tasks = newTaskIds(40)
     const points: Array<string> = []

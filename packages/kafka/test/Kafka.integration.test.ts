@@ -77,6 +77,16 @@ const publisherOf = (config: KafkaConfig.KafkaConfig, options?: KafkaRequestLog.
 const publishNow = (publisher: CommandPublisherShape, group: CommandGroup.CommandGroup) =>
   Effect.flatMap(publisher.place(group), (placement) => publisher.publish(group, placement))
 
+/** A private broker with a Kafka-aware proxy in front of it (both stopped with the scope). */
+const brokerBehindProxy = Effect.gen(function* () {
+  const broker = yield* privateBroker(binaries!)
+  const proxy = yield* Effect.acquireRelease(
+    Effect.promise(() => kafkaProxy(Number(broker.brokers.split(":")[1]))),
+    (p) => Effect.promise(() => p.close())
+  )
+  return { broker, proxy }
+})
+
 const quiet = Logger.minimumLogLevel(process.env["KAFKA_IT_LOG"] === "debug" ? LogLevel.Debug : LogLevel.Error)
 const elapsedSince = (start: number) => Effect.map(Clock.currentTimeMillis, (now) => now - start)
 
@@ -309,11 +319,7 @@ describe.skipIf(brokers === undefined || brokers === "")("Kafka adapters on a re
       "kafkajs 2.2.4 facts: its own retry of a batch whose answer was lost is de-duplicated by the broker; after a failed send, the next batch of the same size is silently dropped",
       () =>
         Effect.gen(function* () {
-          const broker = yield* privateBroker(binaries!)
-          const proxy = yield* Effect.acquireRelease(
-            Effect.promise(() => kafkaProxy(Number(broker.brokers.split(":")[1]))),
-            (p) => Effect.promise(() => p.close())
-          )
+          const { broker, proxy } = yield* brokerBehindProxy
           const topic = uniqueName("facts")
           yield* createTopics(broker.brokers, [topic])
           const producer = new Kafka({
@@ -351,11 +357,7 @@ describe.skipIf(brokers === undefined || brokers === "")("Kafka adapters on a re
       "lost answers through the adapter: kafkajs's retry or a read-back settles each group once, and the next group after a failed send is not lost",
       () =>
         Effect.gen(function* () {
-          const broker = yield* privateBroker(binaries!)
-          const proxy = yield* Effect.acquireRelease(
-            Effect.promise(() => kafkaProxy(Number(broker.brokers.split(":")[1]))),
-            (p) => Effect.promise(() => p.close())
-          )
+          const { proxy } = yield* brokerBehindProxy
           const { config, topics } = yield* setup(proxy.address)
           const { publisher } = yield* publisherOf(config)
           const readBacks = (outcome: string) =>
