@@ -21,7 +21,7 @@ import { Journal } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
 import { transientBackoff } from "./Retry.js"
 import { RunTracker } from "./RunTracker.js"
-import { type ConsumedOffset, TaskEventSource } from "./TaskEventSource.js"
+import { type ConsumedOffset, type ConsumeError, TaskEventSource } from "./TaskEventSource.js"
 import { Verdicts } from "./Verdicts.js"
 
 /** A transient failure (API or broker): the event is handled again later and its offset not committed. */
@@ -84,19 +84,16 @@ const make = Effect.gen(function* () {
   const unconfirmed = yield* Ref.make(HashMap.empty<string, CommandGroup.Placement>())
 
   /** A transient failure becomes a `DispatchError` (the event is handled again); an invalid group is logged and dropped. */
-  const publishing =
-    (step: string) =>
-    <E extends { readonly _tag: string; readonly message: string }>(effect: Effect.Effect<void, PublishError | E>) =>
-      effect.pipe(
-        Effect.catchIf(
-          (error): error is PublishError => error._tag === "PublishError",
-          (error) =>
-            error.kind === "unavailable"
-              ? Effect.fail(new DispatchError({ step, message: error.message }))
-              : Effect.logError(`${step} not sent: ${error.message}`)
-        ),
-        Effect.mapError((error) => (error._tag === "DispatchError" ? (error as DispatchError) : new DispatchError({ step, message: error.message })))
-      )
+  const publishing = (step: string) => (effect: Effect.Effect<void, PublishError | ConsumeError>) =>
+    effect.pipe(
+      Effect.catchTags({
+        PublishError: (error) =>
+          error.kind === "unavailable"
+            ? Effect.fail(new DispatchError({ step, message: error.message }))
+            : Effect.logError(`${step} not sent: ${error.message}`),
+        ConsumeError: (error) => Effect.fail(new DispatchError({ step, message: error.message }))
+      })
+    )
 
   /**
    * The commands an event causes without a Job (a type mismatch, a rejected spawn). A consumed

@@ -102,7 +102,7 @@ const make = Effect.gen(function* () {
         const group = groupOf(agent.spec.assignee, run)
         return retrying(agent.spec.assignee, Effect.map(publisher.place(group, since), (placement) => [group, placement] as const))
       })
-      const inLog = placed.length === 0 ? new Set<string>() : yield* retrying("", publisher.published(placed))
+      const inLog = placed.length === 0 ? new Set<string>() : yield* retrying("(all)", publisher.published(placed))
       for (const [group, placement] of placed) {
         if (inLog.has(group.id)) continue
         yield* retrying(group.taskId, publisher.publish(group, placement)).pipe(Effect.ignore)
