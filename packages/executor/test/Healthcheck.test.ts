@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cron, Effect, Either, Fiber, Layer, Metric, Ref, TestClock } from "effect"
+import { Cron, Effect, Either, Fiber, Layer, Metric, Option, Ref, TestClock } from "effect"
 import { Probe } from "@executor/domain"
 import {
   AgentRegistry,
@@ -218,7 +218,11 @@ describe("healthcheck probe (items 136-139, §5.9)", () => {
       yield* settle
       yield* TestClock.adjust("1 minute")
       yield* world.bus.setDown(false)
-      yield* TestClock.adjust("31 seconds")
+      // the back-off is capped at 30 s, jittered: a retry comes within 36 s
+      for (let i = 0; i < 8 && Option.isNone(yield* Fiber.poll(down)); i++) {
+        yield* TestClock.adjust("5 seconds")
+        yield* settle
+      }
       expect(yield* Fiber.join(down)).toBe("ran")
       expect(yield* sent(world)).toHaveLength(8 + 4)
       expect((yield* probeFailures) - before).toBeGreaterThan(2)

@@ -1,4 +1,4 @@
-import { Effect, Option, Ref, Schema, type Scope } from "effect"
+import { Duration, Effect, Option, Ref, Schedule, Schema, type Scope } from "effect"
 import type { Kafka } from "kafkajs"
 import { attempt, cleanup, KafkaCallError, withDeadline } from "./KafkaClient.js"
 import type { KafkaTimeouts } from "./KafkaConfig.js"
@@ -118,9 +118,15 @@ export const make = (kafka: Kafka, timeouts: KafkaTimeouts): Effect.Effect<Parti
       })
     )
 
-    /** One call on the cluster, bounded; a failure discards the connection. */
+    /**
+     * One call on the cluster, bounded; a failure discards the connection, and the call is tried
+     * twice more on a fresh one (fresh metadata: a leader that moved, a topic just created).
+     */
     const using = <A>(operation: string, f: (cluster: Cluster) => Effect.Effect<A, KafkaCallError>) =>
-      withDeadline(operation, Effect.flatMap(connected, f), timeouts.publishTimeoutMs).pipe(Effect.tapError(() => discard))
+      withDeadline(operation, Effect.flatMap(connected, f), timeouts.publishTimeoutMs).pipe(
+        Effect.tapError(() => discard),
+        Effect.retry({ times: 2, schedule: Schedule.spaced(Duration.millis(timeouts.initialRetryTimeMs)) })
+      )
 
     const withTopic = (cluster: Cluster, topic: string) =>
       Effect.zipRight(
