@@ -60,6 +60,9 @@ export interface VerdictsShape {
 const isTransient = (error: { readonly _tag: string }): boolean =>
   error._tag !== "ClusterError" || (error as ClusterError).transient
 
+/** How long the verdict mark waits for its placement before it is written alone (then completed). */
+const markWait = Duration.seconds(2)
+
 /** How soon a verdict the API server could not confirm is looked at again. */
 const confirmRetry = Duration.seconds(2)
 
@@ -123,7 +126,9 @@ const make = Effect.gen(function* () {
     Effect.gen(function* () {
       const write = (value: VerdictMark) =>
         cleanUpStep("mark", run.jobName, ops.annotateJob(run.jobName, names.verdictAnnotation, encodeVerdictMark(value)))
-      const first = yield* Effect.either(publisher.place(group))
+      const first = yield* Effect.either(
+        publisher.place(group).pipe(Effect.timeoutFail({ duration: markWait, onTimeout: () => "broker slow" as const }))
+      )
       if (Either.isRight(first)) {
         yield* write({ ...mark, publish: first.right })
         return first.right
