@@ -3,7 +3,7 @@
 // each Job) and the kubelet (it patches pod and Job statuses through /status).
 //
 // Each mode: the task event goes in on the event topic, the executor spawns the Job, the pod turns
-// bad, and then exactly one failure pair (D5) is read committed from the request topic, keyed by
+// bad, and then exactly one failure pair (D5) is read (uncommitted) from the request topic, keyed by
 // the task id; the Job is deleted and a `ZombieDetected` Event is recorded on it (D4.3).
 import type * as k8s from "@kubernetes/client-node"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"

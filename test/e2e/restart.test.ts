@@ -1,5 +1,5 @@
 // `kill -9` of the real `run` process in the middle of its work, and a fresh one started in its
-// place (same consumer group, same transactional id): runs are recovered from the labelled Jobs
+// place (same consumer group): runs are recovered from the labelled Jobs
 // (D4.8), no Job and no spawn is duplicated (D6.1), a verdict is published once, and a Job deleted
 // while no executor ran is judged `executor_watch_lost` by recovery (D6.3) within 60 s.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"

@@ -101,6 +101,12 @@ describe("simulate: invalid scenarios (in-process)", () => {
     expectClear(invalid({ ...base(), events: [{ at: "2m", kafkaDown: "1m" }, { at: "1m", kafkaDown: "1m" }] }), "events")
   })
 
+  it("kafkaAckLost takes a positive whole number of publish calls", () => {
+    for (const bad of [0, -1, 1.5, "2"]) {
+      expectClear(invalid({ ...base(), events: [{ at: "1m", kafkaAckLost: bad }] }), "events[0].kafkaAckLost")
+    }
+  })
+
   it("a bad duration inside an event names the event's field", () => {
     expectClear(invalid({ ...base(), events: [{ at: "1m", kafkaDown: "soon" }] }), "events[0].kafkaDown")
   })

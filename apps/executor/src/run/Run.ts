@@ -12,7 +12,7 @@ import {
   Metrics,
   Verdicts
 } from "@executor/executor"
-import { KafkaEventSource, KafkaPublisher } from "@executor/kafka"
+import { KafkaEventSource, KafkaRequestLog } from "@executor/kafka"
 import { Crd, KubeCluster, KubeConfig } from "@executor/kube"
 import { router } from "./Http.js"
 import * as LogLevelControl from "./LogLevelControl.js"
@@ -46,7 +46,7 @@ export const layer = (config: RunConfig) => {
     : Layer.empty
   const infra = Layer.mergeAll(
     kube,
-    KafkaPublisher.layerFromEnv(),
+    KafkaRequestLog.layerPublisherFromEnv(),
     KafkaEventSource.layerFromEnv,
     settings,
     Journal.layerLog
