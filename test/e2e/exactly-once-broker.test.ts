@@ -1,4 +1,4 @@
-// Exactly once for a controller that reads uncommitted (controller.md), while the broker is killed
+// Exactly once for a controller that reads uncommitted (docs/contract.md#what-the-controller-does-with-them), while the broker is killed
 // -9 and restarted under the real `run` service. The file starts a stack of its own (test/infra/up.sh
 // on free ports) so that killing its broker disturbs no other suite.
 //

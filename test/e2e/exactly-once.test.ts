@@ -1,4 +1,4 @@
-// Exactly once for a controller that reads uncommitted (controller.md), under the real `run`
+// Exactly once for a controller that reads uncommitted (docs/contract.md#what-the-controller-does-with-them), under the real `run`
 // service on the shared stack, side by side (describe.concurrent; each its own namespace, topics
 // and consumer group):
 //

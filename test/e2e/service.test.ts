@@ -108,7 +108,7 @@ describe.skipIf(infra === undefined)("the run service end to end (real apiserver
     expect(job.metadata?.namespace).toBe(world.namespace)
     expect(job.metadata?.finalizers).toEqual([names.finalizer])
     expect(job.metadata?.labels).toEqual({ [names.taskIdLabel]: taskId, [names.assigneeLabel]: agent })
-    // where the spawn commands go, written on the Job before they are sent (D4.4)
+    // where the spawn commands go, written on the Job before they are sent (docs/decisions.md#placement)
     expect(Object.keys(job.metadata?.annotations ?? {})).toEqual([names.spawnAnnotation])
     expect(JSON.parse(job.metadata?.annotations?.[names.spawnAnnotation] ?? "{}")).toEqual({
       group: `spawn/${name}`,

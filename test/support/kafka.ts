@@ -1,5 +1,5 @@
 // The broker side of the end-to-end tests: the controller producing task events, and a reader of
-// the request topic that reads uncommitted, as the controller does (controller.md).
+// the request topic that reads uncommitted, as the controller does (docs/contract.md#what-the-controller-does-with-them).
 import { randomUUID } from "node:crypto"
 import { Kafka, logLevel } from "kafkajs"
 import { eventually } from "./wait.js"

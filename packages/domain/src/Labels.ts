@@ -7,7 +7,7 @@ export interface Names {
   readonly taskIdLabel: string
   /** Label on Jobs and pods: the Config's assignee (the concurrency key). */
   readonly assigneeLabel: string
-  /** Annotation holding where the spawn commands of the Job go, written when the Job is created (D4.4). */
+  /** Annotation holding where the spawn commands of the Job go, written when the Job is created (docs/decisions.md#placement). */
   readonly spawnAnnotation: string
   /** Annotation holding the durable verdict mark (decisions D6.2). */
   readonly verdictAnnotation: string

@@ -11,7 +11,7 @@ export class PublishError extends Schema.TaggedError<PublishError>()("PublishErr
 
 /**
  * Publishes command groups exactly once for a consumer that applies every record it sees
- * (the controller reads uncommitted and never de-duplicates: controller.md).
+ * (the controller reads uncommitted and never de-duplicates: docs/contract.md#what-the-controller-does-with-them).
  *
  * A group is first placed (its partition and that partition's end offset, the `Placement`); the
  * caller writes the placement down where a fresh executor finds it, then publishes. A send whose

@@ -1,6 +1,6 @@
 /**
- * Crash consistency over a controller that reads uncommitted and never de-duplicates (controller.md,
- * decisions D4.4, D6.1-D6.3): the executor process dies at one exact step of a spawn, a verdict, a
+ * Crash consistency over a controller that reads uncommitted and never de-duplicates
+ * (docs/contract.md#what-the-controller-does-with-them, docs/decisions.md#publish-once): the executor process dies at one exact step of a spawn, a verdict, a
  * type mismatch or a healthcheck probe (a cluster write hook or a bus append hook stops the whole
  * process right there), or a send's answer is lost (the batch is in the log, the executor is told
  * it failed), or the broker dies between the append and the answer. Then a fresh executor starts
@@ -601,7 +601,7 @@ describe("a crash or a lost answer inside the verdict sequence (D6.2, D6.3)", ()
 })
 
 // ---------------------------------------------------------------------------------------------
-// Type mismatch (D5): a command caused by an event, without a Job
+// Type mismatch (docs/decisions.md#doctrine): a command caused by an event, without a Job
 // ---------------------------------------------------------------------------------------------
 
 describe("a crash or a lost answer while a type mismatch is published", () => {

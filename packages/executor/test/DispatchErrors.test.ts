@@ -226,7 +226,7 @@ describe("permanent errors are reported on the task and committed (D4.10, §8.15
     }))
 })
 
-describe("a defect never stops consuming (D4.10)", () => {
+describe("a defect never stops consuming (docs/decisions.md#errors-never-fatal)", () => {
   it.scoped("the commit dies twice (after the handling, and again in the skip of that defect): the subscription starts over, nothing is lost or doubled", () =>
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))

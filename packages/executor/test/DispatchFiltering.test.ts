@@ -229,7 +229,7 @@ describe("event filtering and spawning through the consumer (items 1-35)", () =>
       expect(name).toMatch(/^claude-agent-4aa57614-[0-9a-f]{10}$/)
       expect(job.metadata.labels).toEqual({ [names.taskIdLabel]: taskId, [names.assigneeLabel]: assignee })
       expect(job.metadata.finalizers).toEqual([names.finalizer])
-      // where its spawn commands go, written on the Job before they are sent (D4.4)
+      // where its spawn commands go, written on the Job before they are sent (docs/decisions.md#placement)
       expect(job.metadata.annotations).toEqual({
         [names.spawnAnnotation]: JSON.stringify({ group: `spawn/${name}`, partition: 0, from: "0" })
       })

@@ -228,7 +228,7 @@ describe("executor restarts over the same cluster and broker", () => {
       yield* at(30)
       yield* start(world)
       yield* at(40)
-      // the mark names where the pair went: read back, found, not sent again (D4.4)
+      // the mark names where the pair went: read back, found, not sent again (docs/decisions.md#read-back)
       expect((yield* failurePairs(world)).map((p) => [p.job, p.reason])).toEqual([[job, "pod_config_error"]])
       expect(yield* jobByName(world, job)).toBeUndefined()
       yield* at(600)

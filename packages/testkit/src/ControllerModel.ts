@@ -25,7 +25,8 @@ export interface Handled {
 }
 
 /**
- * The task controller as decisions D5 describes it, consuming like the real one (controller.md):
+ * The task controller as docs/decisions.md#doctrine describes it, consuming like the real one
+ * (docs/contract.md#what-the-controller-does-with-them):
  * it reads uncommitted (every appended record), never de-duplicates (the same command twice is
  * applied twice), drops a command whose `requestTime` is more than 5 minutes old (recorded, no
  * result), and skips a command it cannot decode without a word. It handles each command 1 s after
@@ -68,7 +69,7 @@ const clearAssignee = (fm: Record<string, unknown>) => {
   if (prior !== "") fm["previous_assignee"] = prior
 }
 
-/** The envelope as the controller decodes it (controller.md); anything else is skipped silently. */
+/** The envelope as the controller decodes it (docs/contract.md#command-envelope); anything else is skipped silently. */
 const Envelope = Schema.parseJson(
   Schema.Struct({
     requestID: Schema.NonEmptyString,
@@ -81,7 +82,7 @@ const Envelope = Schema.parseJson(
   })
 )
 
-/** Commands older than this when the controller gets to them are dropped (controller.md). */
+/** Commands older than this when the controller gets to them are dropped (docs/contract.md#what-the-controller-does-with-them). */
 export const expiryMillis = 5 * 60 * 1000
 const AgentUpdate = Schema.Struct({
   taskIdentifier: Schema.String,

@@ -4,7 +4,7 @@ import { Commands, Time } from "@executor/domain"
 import * as ControllerModel from "../src/ControllerModel.js"
 import * as InMemoryBus from "../src/InMemoryBus.js"
 
-// The controller model consumes like the real controller (controller.md): read uncommitted, no
+// The controller model consumes like the real controller (docs/contract.md#what-the-controller-does-with-them): read uncommitted, no
 // de-duplication, a 5-minute expiry on requestTime, undecodable commands skipped silently.
 
 const taskId = "4aa57614-8835-4992-87e9-ca483ddbeae6"
