@@ -62,6 +62,12 @@ if [ -f "$STATE/nodes" ]; then
   done <"$STATE/nodes"
 fi
 
+# failures a teardown handed over instead of throwing (test/nodeGlobalSetup.ts)
+if [ -s "$STATE/failures" ]; then
+  say "a teardown failed:"; sed 's/^/    /' "$STATE/failures" >&2
+  rc=$((rc == 0 ? 1 : rc))
+fi
+
 in_ns() { # pids of the processes still in the namespace
   local d p
   for d in /proc/[0-9]*; do

@@ -98,9 +98,16 @@ stop containerd
 # shellcheck disable=SC2046
 kill_all "containerd shims" $(mntns_pids)
 bash "$HERE/down.sh" "$RUN"
-# anything else that was started into the namespace
-# shellcheck disable=SC2046
-kill_all "other processes of the mount namespace" $(mntns_pids)
+# anything else that was started into the namespace; a process can outlive one SIGKILL round (one
+# that was being forked or was in an uninterruptible wait), so look again a few times
+for _ in 1 2 3; do
+  leftover=$(mntns_pids)
+  [ -n "$leftover" ] || break
+  # shellcheck disable=SC2086
+  ps -o pid=,stat=,args= -p "$(echo $leftover | tr ' ' ',')" 2>/dev/null | sed 's/^/    still there: /' | cut -c1-200
+  # shellcheck disable=SC2086
+  kill_all "other processes of the mount namespace" $leftover
+done
 stop holder
 
 # cgroups: deepest first; an empty cgroup is removed with rmdir
@@ -116,7 +123,7 @@ for l in an0 cni0; do ip link show "$l" >/dev/null 2>&1 && ip link del "$l" 2>/d
 problems=()
 left=$(mntns_pids); h=$(cat "$N/holder.pid" 2>/dev/null || true)
 [ -n "$h" ] && live "$h" && in_mntns "$h" && left="$left $h"
-[ -z "${left// /}" ] || problems+=("processes in the mount namespace $MNTNS:$left")
+[ -z "${left// /}" ] || problems+=("processes in the mount namespace $MNTNS:$left ($(ps -o pid=,stat=,args= -p "$(echo $left | tr ' ' ',')" 2>/dev/null | cut -c1-160 | tr '\n' ';'))")
 if [ -n "$POD_NETNS" ]; then
   for d in /proc/[0-9]*; do
     ns=$(readlink "$d/ns/net" 2>/dev/null) || continue
