@@ -1,15 +1,21 @@
 // The built `run` (apps/executor/dist/main.mjs) as a child process against a test stack, and the
 // stack itself: RUN_DIR of test/infra/up.sh (INFRA_RUN_DIR), or one started here on free ports.
 import { execFileSync, spawn } from "node:child_process"
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { dirname, join } from "node:path"
 import { createTopics } from "../../test/support/kafka.js"
 import { http } from "../../test/support/executorProcess.js"
 import { freePort } from "../../test/support/stack.js"
 import { sleep } from "../../test/support/wait.js"
 
-export const root = resolve(import.meta.dirname, "../..")
+/** The repository (this file runs from scripts/bench/ through tsx, or bundled from scripts/bench/.out/). */
+export const root = ((): string => {
+  for (let dir = import.meta.dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    if (existsSync(join(dir, "pnpm-workspace.yaml"))) return dir
+  }
+  throw new Error("not inside the repository")
+})()
 export const log = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`)
 
 export interface Stack {
