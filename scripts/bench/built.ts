@@ -65,14 +65,22 @@ export interface Built {
 /** Starts `node [nodeArgs] apps/executor/dist/main.mjs run` with the reference environment. */
 export const startBuilt = async (
   s: Stack,
-  options: { readonly namespace: string; readonly prefix: string; readonly nodeArgs?: ReadonlyArray<string>; readonly env?: Record<string, string>; readonly logDir: string }
+  options: {
+    readonly namespace: string
+    readonly prefix: string
+    readonly nodeArgs?: ReadonlyArray<string>
+    readonly env?: Record<string, string>
+    readonly logDir: string
+    /** Another checkout whose build to run (e.g. the tree before a change); default this one. */
+    readonly tree?: string
+  }
 ): Promise<Built> => {
   await createTopics(s.kafkaBrokers, Object.values(topicsOf(options.prefix)))
   const port = await freePort()
   mkdirSync(options.logDir, { recursive: true })
   const fd = openSync(join(options.logDir, `${options.prefix}.log`), "a")
   const started = performance.now()
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(root, "apps/executor/dist/main.mjs"), "run"], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(options.tree ?? root, "apps/executor/dist/main.mjs"), "run"], {
     cwd: root,
     env: {
       PATH: process.env["PATH"] ?? "/usr/bin:/bin",

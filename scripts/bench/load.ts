@@ -12,7 +12,9 @@
  *
  *   burst (Issue B): idle 30 s, then 50 good + 10 broken task events at once, measured until every
  *   run is settled; then idle again.
- *     node scripts/bench/.out/load.mjs burst [--variant "LABEL=NODE FLAGS"]... [--idle 30]
+ *     node scripts/bench/.out/load.mjs burst [--before DIR] [--variant "LABEL=NODE FLAGS"]... [--idle 30]
+ *   --before DIR: first the build of another checkout (DIR/apps/executor/dist), e.g. the tree before
+ *   a change, so that before and after are measured in one run.
  *   soak: a steady rate of task events (2/s), a tenth broken, for M minutes; RSS and event-loop lag
  *   (from /metrics) every 10 s.
  *     node scripts/bench/.out/load.mjs soak [--minutes 10] [--rate 2]
@@ -32,10 +34,19 @@ import { sleep } from "../../test/support/wait.js"
 const args = process.argv.slice(2)
 const mode = args[0] ?? "burst"
 const option = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined)
-const variants = args.flatMap((a, i) => (a === "--variant" ? [args[i + 1] ?? ""] : [])).map((v) => ({
-  label: v.split("=")[0] ?? v,
-  flags: v.slice(v.indexOf("=") + 1).split(" ").filter((f) => f !== "")
-}))
+interface Variant {
+  readonly label: string
+  readonly flags: ReadonlyArray<string>
+  readonly tree?: string
+}
+const before = option("before")
+const variants: Array<Variant> = [
+  ...(before === undefined ? [] : [{ label: "before", flags: [], tree: before }]),
+  ...args.flatMap((a, i) => (a === "--variant" ? [args[i + 1] ?? ""] : [])).map((v) => ({
+    label: v.split("=")[0] ?? v,
+    flags: v.slice(v.indexOf("=") + 1).split(" ").filter((f) => f !== "")
+  }))
+]
 const idleSeconds = Number(option("idle") ?? 30)
 const goodImage = "127.0.0.1:5001/agent:1"
 const brokenImage = "127.0.0.1:5999/x:1"
@@ -146,8 +157,8 @@ const world = async (label: string) => {
 }
 
 /** A bare node that loads the bundle's `run` chunk (every module evaluated) and starts nothing. */
-const floor = async (flags: ReadonlyArray<string>): Promise<Summary> => {
-  const chunks = join(root, "apps/executor/dist/chunks")
+const floor = async (flags: ReadonlyArray<string>, tree = root): Promise<Summary> => {
+  const chunks = join(tree, "apps/executor/dist/chunks")
   const run = readdirSync(chunks).find((f) => f.startsWith("Run-") && f.endsWith(".mjs"))
   if (run === undefined) throw new Error("no Run chunk: pnpm build first")
   const child = spawn(process.execPath, [...flags, "--input-type=module", "-e", `await import(${JSON.stringify(join(chunks, run))}); setInterval(() => {}, 1 << 30)`], {
@@ -168,10 +179,10 @@ const settle = async (player: ReturnType<typeof playKubelet>, total: number, tim
   return player.settled()
 }
 
-const burst = async (label: string, flags: ReadonlyArray<string>) => {
+const burst = async (label: string, flags: ReadonlyArray<string>, tree?: string) => {
   const w = await world(label.replace(/[^a-z0-9]/g, "").slice(0, 12) || "burst")
   const player = playKubelet(w.namespace, 20)
-  const b: Built = await startBuilt(s, { namespace: w.namespace, prefix: w.prefix, nodeArgs: flags, logDir: join(s.dir, "bench") })
+  const b: Built = await startBuilt(s, { namespace: w.namespace, prefix: w.prefix, nodeArgs: flags, logDir: join(s.dir, "bench"), ...(tree === undefined ? {} : { tree }) })
   try {
     const readyMs = await b.ready()
     const readyRss = rssMiB(b.pid)
@@ -247,12 +258,12 @@ try {
   if (mode === "soak") {
     await soak(Number(option("minutes") ?? 10), Number(option("rate") ?? 2))
   } else {
-    const list = variants.length > 0 ? variants : [{ label: "default", flags: [] as Array<string> }]
+    const list: ReadonlyArray<Variant> = variants.length > (before === undefined ? 0 : 1) ? variants : [...variants, { label: "default", flags: [] }]
     for (const v of list) {
       log(`burst: ${v.label}`)
-      emit({ bench: "burst", ...(await burst(v.label, v.flags)) })
+      emit({ bench: "burst", ...(await burst(v.label, v.flags, v.tree)) })
       log(`floor: ${v.label}`)
-      emit({ bench: "floor", label: v.label, flags: v.flags, ...(await floor(v.flags)) })
+      emit({ bench: "floor", label: v.label, flags: v.flags, ...(await floor(v.flags, v.tree)) })
     }
   }
 } finally {

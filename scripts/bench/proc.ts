@@ -60,6 +60,8 @@ export interface Summary {
   readonly rssLast: number
   readonly cpuAvg: number
   readonly cpuPeak: number
+  /** CPU seconds used in the window. */
+  readonly cpuSeconds: number
 }
 
 /** CPU % of one core: average over the window, peak over 5-sample windows. */
@@ -67,7 +69,7 @@ export const summarise = (samples: ReadonlyArray<Sample>): Summary => {
   const first = samples[0]
   const last = samples[samples.length - 1]
   if (first === undefined || last === undefined || samples.length < 2) {
-    return { seconds: 0, rssMin: 0, rssMax: 0, rssLast: 0, cpuAvg: 0, cpuPeak: 0 }
+    return { seconds: 0, rssMin: 0, rssMax: 0, rssLast: 0, cpuAvg: 0, cpuPeak: 0, cpuSeconds: 0 }
   }
   const seconds = (last.at - first.at) / 1000
   let cpuPeak = 0
@@ -85,6 +87,7 @@ export const summarise = (samples: ReadonlyArray<Sample>): Summary => {
     rssMax: Math.max(...rss),
     rssLast: last.rss,
     cpuAvg: (100 * (last.cpu - first.cpu)) / seconds,
-    cpuPeak
+    cpuPeak,
+    cpuSeconds: last.cpu - first.cpu
   }
 }
