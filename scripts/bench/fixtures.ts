@@ -11,6 +11,17 @@ const uidOf = (kind: string, i: number) => `${kind === "job" ? "a" : "b"}${hex(i
 /** Creation and start times: the start of this process, so that no run is near its deadline. */
 const at = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace(".000Z", "Z")
 
+const container = (i: number) => ({
+  name: "agent",
+  image: "127.0.0.1:5001/agent:1",
+  env: [
+    { name: "TASK_ID", value: taskIdOf(i) },
+    { name: "BRANCH", value: "dev" },
+    { name: "TASK_CONTENT", value: `# Task ${i}\n\nDo the thing the task says, then report.` }
+  ],
+  resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { cpu: "1", memory: "512Mi" } }
+})
+
 export const jobWire = (namespace: string, i: number, resourceVersion = String(1000 + i)) => ({
   apiVersion: "batch/v1",
   kind: "Job",
@@ -32,18 +43,7 @@ export const jobWire = (namespace: string, i: number, resourceVersion = String(1
       metadata: { labels: { [names.taskIdLabel]: taskIdOf(i), [names.assigneeLabel]: "bench-agent" } },
       spec: {
         restartPolicy: "Never",
-        containers: [
-          {
-            name: "agent",
-            image: "127.0.0.1:5001/agent:1",
-            env: [
-              { name: "TASK_ID", value: taskIdOf(i) },
-              { name: "BRANCH", value: "dev" },
-              { name: "TASK_CONTENT", value: `# Task ${i}\n\nDo the thing the task says, then report.` }
-            ],
-            resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { cpu: "1", memory: "512Mi" } }
-          }
-        ]
+        containers: [container(i)]
       }
     }
   },
@@ -75,18 +75,7 @@ export const podWire = (namespace: string, i: number, resourceVersion = String(5
   spec: {
     restartPolicy: "Never",
     nodeName: "agent-executor-node",
-    containers: [
-      {
-        name: "agent",
-        image: "127.0.0.1:5001/agent:1",
-        env: [
-          { name: "TASK_ID", value: taskIdOf(i) },
-          { name: "BRANCH", value: "dev" },
-          { name: "TASK_CONTENT", value: `# Task ${i}\n\nDo the thing the task says, then report.` }
-        ],
-        resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { cpu: "1", memory: "512Mi" } }
-      }
-    ]
+    containers: [container(i)]
   },
   status: {
     phase: "Running",
