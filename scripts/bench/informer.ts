@@ -59,12 +59,12 @@ const measureChild = async (mode: "executor" | "floor", kubeconfig: string, name
     const held: Array<unknown> = []
     let cont: string | undefined
     do {
-      const page = await batch.listNamespacedJob({ namespace, labelSelector: names.taskIdLabel, limit: 500, _continue: cont })
+      const page = await batch.listNamespacedJob({ namespace, labelSelector: names.taskIdLabel, limit: 500, ...(cont === undefined ? {} : { _continue: cont }) })
       held.push(...page.items)
       cont = page.metadata?._continue
     } while (cont !== undefined && cont !== "")
     do {
-      const page = await core.listNamespacedPod({ namespace, labelSelector: names.taskIdLabel, limit: 500, _continue: cont })
+      const page = await core.listNamespacedPod({ namespace, labelSelector: names.taskIdLabel, limit: 500, ...(cont === undefined ? {} : { _continue: cont }) })
       held.push(...page.items)
       cont = page.metadata?._continue
     } while (cont !== undefined && cont !== "")

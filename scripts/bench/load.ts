@@ -20,7 +20,7 @@
  *     node scripts/bench/.out/load.mjs soak [--minutes 10] [--rate 2]
  * Prints JSON lines on stdout. INFRA_RUN_DIR reuses a running stack (test/infra/up.sh).
  */
-import { execFileSync, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { readdirSync } from "node:fs"
 import { join } from "node:path"
 import type * as k8s from "@kubernetes/client-node"
@@ -54,13 +54,6 @@ const emit = (o: object) => process.stdout.write(`${JSON.stringify({ ...o, load:
 
 const s = await stack()
 const kube = kubeClient(s.kubeconfig)
-const { batch, core } = (() => {
-  // the clients behind kubeClient, for lists and deletes it has no helper for
-  const k = kube as unknown as { readonly batch?: k8s.BatchV1Api; readonly core?: k8s.CoreV1Api }
-  return { batch: k.batch, core: k.core }
-})()
-void batch
-void core
 
 /** The job controller and kubelet of the bare API server, for the Jobs of one namespace. */
 const playKubelet = (namespace: string, runSeconds: number) => {
@@ -130,7 +123,7 @@ const playKubelet = (namespace: string, runSeconds: number) => {
 
 const deletePod = async (namespace: string, name: string) => {
   if (name === "") return
-  // kubeClient has no pod delete; the API through kubectl-less fetch: use the core client of client-node
+  // kubeClient has no pod delete
   const k8sModule = await import("@kubernetes/client-node")
   const config = new k8sModule.KubeConfig()
   config.loadFromFile(s.kubeconfig)
@@ -269,5 +262,4 @@ try {
 } finally {
   s.stop()
 }
-void execFileSync
 process.exit(0)
