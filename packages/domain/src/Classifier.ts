@@ -71,6 +71,7 @@ export interface Classification {
 const imagePullReasons = new Set(["ErrImagePull", "ImagePullBackOff"])
 const configErrorReasons = new Set(["CreateContainerConfigError", "CreateContainerError", "RunContainerError"])
 const permanentConfigReasons = new Set(["InvalidImageName", "ErrImageNeverPull"])
+const crashLoopReasons = new Set(["CrashLoopBackOff"])
 
 /** What Kubernetes wrote goes into a detail on one line, at most this long (its head is kept). */
 export const messageLimit = 500
@@ -84,15 +85,22 @@ export const clip = (text: string, max: number = messageLimit): string => {
 const joined = (...parts: ReadonlyArray<string | undefined>): string =>
   parts.filter((p): p is string => p !== undefined && p.trim() !== "").map((p) => clip(p)).join(": ")
 
-const containers = (pod: Pod): ReadonlyArray<ContainerStatus> => [
-  ...(pod.status?.initContainerStatuses ?? []),
-  ...(pod.status?.containerStatuses ?? [])
-]
+const none: ReadonlyArray<ContainerStatus> = []
 
-const waiting = (pod: Pod, reasons: ReadonlySet<string>) =>
-  Option.fromNullable(
-    containers(pod).find((c) => c.state?.waiting?.reason !== undefined && reasons.has(c.state.waiting.reason))
-  )
+// Called for every pod of every run on every sweep: no copy when there are no init containers.
+const containers = (pod: Pod): ReadonlyArray<ContainerStatus> => {
+  const init = pod.status?.initContainerStatuses
+  const main = pod.status?.containerStatuses ?? none
+  return init === undefined || init.length === 0 ? main : [...init, ...main]
+}
+
+const waiting = (pod: Pod, reasons: ReadonlySet<string>) => {
+  for (const c of containers(pod)) {
+    const reason = c.state?.waiting?.reason
+    if (reason !== undefined && reasons.has(reason)) return Option.some(c)
+  }
+  return Option.none()
+}
 
 const describeWaiting = (container: ContainerStatus): string => {
   const reason = container.state?.waiting?.reason ?? "Waiting"
@@ -171,7 +179,7 @@ const definitivePodVerdict = (pod: Pod, evictions: ReadonlyArray<Event>, now: Mi
   if (Option.isSome(permanent)) {
     return Option.some(zombie("pod_config_error", describeWaiting(permanent.value), now))
   }
-  const crashLoop = waiting(pod, new Set(["CrashLoopBackOff"]))
+  const crashLoop = waiting(pod, crashLoopReasons)
   if (Option.isSome(crashLoop)) {
     return Option.some(zombie("pod_crash_no_stdout", describeWaiting(crashLoop.value), now))
   }

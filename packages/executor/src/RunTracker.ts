@@ -34,13 +34,25 @@ export interface RunTrackerShape {
   readonly remove: (jobName: string) => Effect.Effect<void>
 }
 
+/** The same signals, first seen at the same times. */
+export const sameSignals = (a: Classifier.FirstSeen, b: Classifier.FirstSeen): boolean => {
+  if (a.size !== b.size) return false
+  for (const [kind, at] of a) if (b.get(kind) !== at) return false
+  return true
+}
+
 const make = Effect.gen(function* () {
   // A persistent map: an update shares structure instead of copying every run in flight.
   const runs = yield* Ref.make(HashMap.empty<string, TrackedRun>())
   const update = (f: (current: HashMap.HashMap<string, TrackedRun>) => HashMap.HashMap<string, TrackedRun>) =>
     Effect.flatMap(Ref.updateAndGet(runs, f), (next) => Metric.set(Metrics.trackedRuns, HashMap.size(next)))
   const modifyRun = (jobName: string, f: (run: TrackedRun) => TrackedRun) =>
-    Ref.update(runs, (m) => Option.match(HashMap.get(m, jobName), { onNone: () => m, onSome: (run) => HashMap.set(m, jobName, f(run)) }))
+    Ref.update(runs, (m) => {
+      const run = Option.getOrUndefined(HashMap.get(m, jobName))
+      if (run === undefined) return m
+      const next = f(run)
+      return next === run ? m : HashMap.set(m, jobName, next)
+    })
   const shape: RunTrackerShape = {
     track: (run) => {
       const tracked: TrackedRun = { ...run, firstSeen: new Map(), settling: false }
@@ -49,7 +61,8 @@ const make = Effect.gen(function* () {
     get: (jobName) => Effect.map(Ref.get(runs), HashMap.get(jobName)),
     all: Effect.map(Ref.get(runs), (m) => [...HashMap.values(m)]),
     markSpawnPublished: (jobName) => modifyRun(jobName, (run) => ({ ...run, spawnPublished: true })),
-    observe: (jobName, firstSeen) => modifyRun(jobName, (run) => ({ ...run, firstSeen })),
+    observe: (jobName, firstSeen) =>
+      modifyRun(jobName, (run) => (sameSignals(run.firstSeen, firstSeen) ? run : { ...run, firstSeen })),
     beginSettling: (jobName) =>
       Ref.modify(runs, (m): [boolean, HashMap.HashMap<string, TrackedRun>] => {
         const run = Option.getOrUndefined(HashMap.get(m, jobName))

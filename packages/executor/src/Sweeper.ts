@@ -6,11 +6,10 @@ import { Verdicts } from "./Verdicts.js"
 
 /** One sweep: every tracked run is classified again from the caches (never a live API list). */
 export const sweepOnce = Effect.gen(function* () {
-  const tracker = yield* RunTracker
+  yield* RunTracker
   const verdicts = yield* Verdicts
   const started = yield* Clock.currentTimeMillis
-  const runs = yield* tracker.all
-  yield* Effect.forEach(runs, (run) => verdicts.evaluate(run.jobName, "sweeper"), { discard: true })
+  yield* verdicts.evaluateAll("sweeper")
   const ended = yield* Clock.currentTimeMillis
   yield* Metric.update(Metrics.sweeperTickSeconds, (ended - started) / 1000)
 })

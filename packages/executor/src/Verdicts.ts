@@ -1,5 +1,5 @@
 import { Clock, Context, Duration, Effect, Either, FiberMap, FiberSet, Layer, Metric, Option, Schema } from "effect"
-import { Classifier, CommandGroup, Doctrine, Kube, Time, ZombieReason } from "@executor/domain"
+import { type AgentConfig, Classifier, CommandGroup, Doctrine, Kube, Time, ZombieReason } from "@executor/domain"
 import { AgentRegistry } from "./AgentRegistry.js"
 import { type ClusterError, ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
@@ -9,7 +9,7 @@ import { ExecutorSettings } from "./ExecutorSettings.js"
 import { Journal, type VerdictSource } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
 import { transientBackoff } from "./Retry.js"
-import { RunTracker, type TrackedRun } from "./RunTracker.js"
+import { RunTracker, sameSignals, type TrackedRun } from "./RunTracker.js"
 
 /**
  * The durable verdict mark written on the Job before publishing (decisions D6.2), and then again
@@ -44,6 +44,11 @@ export const failureGroup = (run: Pick<TrackedRun, "taskId" | "jobName">, mark: 
 export interface VerdictsShape {
   /** Classifies a tracked run from the caches and acts on the judgement; a no-op for other Jobs. */
   readonly evaluate: (jobName: string, source: VerdictSource) => Effect.Effect<void>
+  /**
+   * `evaluate` of every tracked run, in one pass over the caches: a run whose evaluation would
+   * change nothing (healthy, the same signals, no recheck pending) is classified and left alone.
+   */
+  readonly evaluateAll: (source: VerdictSource) => Effect.Effect<void>
   /**
    * Finishes a verdict already marked on a Job by an earlier executor that stopped before deleting
    * it: publishes its failure pair unless `published` (recovery found it in the log), then the
@@ -324,6 +329,48 @@ const make = Effect.gen(function* () {
       Effect.withSpan("Verdicts.evaluate", { attributes: { job: jobName, source }, captureStackTrace: false })
     )
 
+  const evaluateAll = (source: VerdictSource): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      const runs = yield* tracker.all
+      const events = yield* watch.evictions
+      const interval = yield* registry.sweeperIntervalSeconds
+      const now = yield* Clock.currentTimeMillis
+      // one Config lookup per agent and timeout, not per run
+      const graces = new Map<string, AgentConfig.Graces>()
+      const gracesOf = (run: TrackedRun) => {
+        const key = `${run.timeoutSeconds}/${run.assignee}`
+        const known = graces.get(key)
+        if (known !== undefined) return Effect.succeed(known)
+        return Effect.tap(registry.graces(run.assignee, run.timeoutSeconds), (g) => void graces.set(key, g))
+      }
+      const look = (run: TrackedRun, job: Option.Option<Kube.Job>, pods: ReadonlyArray<Kube.Pod>, runGraces: AgentConfig.Graces) => {
+        const { firstSeen, judgement } = Classifier.classify({
+          run,
+          job,
+          pods,
+          events,
+          graces: runGraces,
+          sweeperIntervalSeconds: interval,
+          now,
+          firstSeen: run.firstSeen
+        })
+        const unchanged = judgement._tag === "Healthy" && sameSignals(firstSeen, run.firstSeen) &&
+          !FiberMap.unsafeHas(rechecks, run.jobName)
+        return unchanged ? Effect.void : evaluate(run.jobName, source)
+      }
+      // the hot loop of a sweep: plain flatMaps (no Effect.all per run)
+      yield* Effect.forEach(
+        runs,
+        (run) =>
+          run.settling
+            ? Effect.void
+            : Effect.flatMap(watch.job(run.jobName), (job) =>
+              Effect.flatMap(watch.podsOfJob(run.jobName), (pods) =>
+                Effect.flatMap(gracesOf(run), (runGraces) => look(run, job, pods, runGraces)))),
+        { discard: true }
+      )
+    })
+
   const resume = (run: TrackedRun, mark: VerdictMark, published: boolean) =>
     Effect.gen(function* () {
       yield* dedupe.reserve(run.jobName, dedupeTtlMillis(run.timeoutSeconds))
@@ -341,7 +388,7 @@ const make = Effect.gen(function* () {
   const drain = (timeout: Duration.DurationInput) =>
     FiberSet.awaitEmpty(pipelines).pipe(Effect.interruptible, Effect.timeout(timeout), Effect.ignore)
 
-  return { evaluate, resume, drain } satisfies VerdictsShape
+  return { evaluate, evaluateAll, resume, drain } satisfies VerdictsShape
 })
 
 export class Verdicts extends Context.Tag("executor/Verdicts")<Verdicts, VerdictsShape>() {

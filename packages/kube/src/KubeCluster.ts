@@ -68,6 +68,9 @@ interface Owned {
 }
 const ownedBy = (jobName: string) => (object: Owned): boolean =>
   object.metadata?.ownerReferences?.some((ref) => ref.kind === "Job" && ref.name === jobName) ?? false
+/** The Jobs a pod belongs to: the keys of the pod cache's index. */
+const ownerJobs = (object: Owned): ReadonlyArray<string> =>
+  object.metadata?.ownerReferences?.flatMap((ref) => (ref.kind === "Job" && ref.name !== undefined ? [ref.name] : [])) ?? []
 
 /** A 409 only means "re-read and try again": retry quickly, a bounded number of times. */
 const finalizerConflictRetry = Schedule.exponential("10 millis").pipe(
@@ -111,7 +114,8 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
         timeout
       }),
       toWire: (object) => Wire.toWire(object, "V1Pod"),
-      decode: Kube.decodePod
+      decode: Kube.decodePod,
+      indexBy: ownerJobs
     })
     const configs = yield* Informer.make<ConfigObject>(kubeConfig, {
       ...common,
@@ -222,7 +226,7 @@ export const make = (options: Options): Effect.Effect<KubeClusterShape, never, K
       readPodsOfJob: readPodsOfJobLive,
       // the informer selects on the task-id label: every cached Job carries it
       jobs: Effect.map(jobs.list, (all) => [...all].sort(byCreation)),
-      podsOfJob: (jobName) => Effect.map(pods.list, (all) => all.filter(ownedBy(jobName))),
+      podsOfJob: pods.byIndex,
       evictions: evictions.list,
       readEvents: readEventsLive
     }

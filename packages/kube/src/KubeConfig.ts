@@ -1,5 +1,6 @@
 import * as k8s from "@kubernetes/client-node"
 import { Config, Context, Data, Effect, Layer, Option } from "effect"
+import { PooledKubeConfig } from "./PooledKubeConfig.js"
 
 /** Where the API server address and credentials come from. */
 export type Source =
@@ -57,7 +58,7 @@ const loadInto = (kc: k8s.KubeConfig, source: Source): void => {
 export const load = (source: Source, namespace?: string): Effect.Effect<KubeConnectionShape, KubeConfigError> =>
   Effect.try({
     try: () => {
-      const kc = new k8s.KubeConfig()
+      const kc = new PooledKubeConfig()
       loadInto(kc, source)
       return kc
     },

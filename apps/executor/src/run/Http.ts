@@ -6,6 +6,7 @@ import { Effect, Option, Redacted } from "effect"
 import { AgentRegistry, Healthcheck, Readiness } from "@executor/executor"
 import { LogLevelControl, parseLevel } from "./LogLevelControl.js"
 import * as Prometheus from "./Prometheus.js"
+import { RuntimeMetrics } from "./RuntimeMetrics.js"
 
 const digest = (value: string) => createHash("sha256").update(value).digest()
 
@@ -46,8 +47,9 @@ export const router = (options: { readonly agentsAuthSecret: Option.Option<Redac
     ),
     HttpRouter.get(
       "/metrics",
-      Effect.map(Prometheus.render, (body) =>
-        HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+      Effect.flatMap(RuntimeMetrics, (runtime) => runtime.collect).pipe(
+        Effect.zipRight(Prometheus.render),
+        Effect.map((body) => HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" }))
       )
     ),
     HttpRouter.all(

@@ -17,6 +17,7 @@ import { Crd, KubeCluster, KubeConfig } from "@executor/kube"
 import { router } from "./Http.js"
 import * as LogLevelControl from "./LogLevelControl.js"
 import type { RunConfig } from "./RunConfig.js"
+import { RuntimeMetrics } from "./RuntimeMetrics.js"
 
 const buildInfo = Metric.gauge("build_info", { description: "Build information; the value is the build date in Unix seconds" })
 
@@ -64,7 +65,8 @@ export const layer = (config: RunConfig) => {
     HttpServer.serve(),
     HttpServer.withLogAddress,
     Layer.provide(NodeHttpServer.layer(createServer, { port: config.listen.port, host: config.listen.host })),
-    Layer.provide(serving)
+    Layer.provide(serving),
+    Layer.provide(RuntimeMetrics.layer)
   )
   const level = Option.getOrElse(LogLevelControl.parseLevel(config.logLevel), () => LogLevel.Info)
   return Layer.mergeAll(http, cron, drain, Layer.effectDiscard(initialiseMetrics(config))).pipe(
