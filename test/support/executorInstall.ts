@@ -150,6 +150,8 @@ export interface InstallOptions {
   readonly container?: Readonly<Record<string, unknown>>
   /** More patches of the overlay (kustomize `patches` entries). */
   readonly patches?: ReadonlyArray<Readonly<Record<string, unknown>>>
+  /** More objects the overlay installs in the namespace (e.g. a Secret the pod mounts). */
+  readonly objects?: ReadonlyArray<Readonly<Record<string, unknown>>>
   /** Agent Configs to create before the executor starts. */
   readonly agents?: Readonly<Record<string, object>>
   /** Wait for the rollout (default true); the bad-input tests wait for a running, not-ready pod. */
@@ -238,12 +240,16 @@ const writeOverlay = (dir: string, namespace: string, port: number, topicPrefix:
       }
     }
   }
+  const objects = (options.objects ?? []).map((object, i) => {
+    writeFileSync(join(dir, `object-${i}.yaml`), json(object))
+    return `object-${i}.yaml`
+  })
   const kustomization = {
     apiVersion: "kustomize.config.k8s.io/v1beta1",
     kind: "Kustomization",
     namespace,
     // kustomize takes relative paths only
-    resources: [relative(dir, join(repoRoot, "deploy"))],
+    resources: [relative(dir, join(repoRoot, "deploy")), ...objects],
     components: [relative(dir, join(repoRoot, "deploy", "components", "test-node"))],
     images: [{ name: `127.0.0.1:5001/${imageRepository}`, digest: options.image.digest }],
     patches: [

@@ -19,7 +19,7 @@ import {
 } from "effect"
 import type { Kube } from "@executor/domain"
 import type { WatchEvent } from "@executor/executor"
-import { classify, type KubeApiError } from "./Api.js"
+import { classify, KubeApiError } from "./Api.js"
 
 /** Anything the informer caches: it is keyed by `metadata.name` (one namespace per informer). */
 export interface Named {
@@ -83,6 +83,8 @@ export interface InformerOptions<A extends Named> {
   readonly restartSchedule?: Schedule.Schedule<unknown, InformerFailure> | undefined
   /** A full relist this often (diffed: only changes are emitted); guards against a silently stuck watch. */
   readonly resyncInterval?: Duration.DurationInput | undefined
+  /** The first list waits for this (e.g. the API server check of `run`); default: at once. */
+  readonly startAfter?: Effect.Effect<void> | undefined
 }
 
 export interface InformerShape<A extends Named> {
@@ -248,10 +250,16 @@ export const make = <A extends Named>(
 
     const failure = (error: unknown, listedAt: number | undefined) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
-        const classified = error instanceof InformerFailure ? undefined : classify(`watch ${kind}`, options.path, error)
+        const classified = error instanceof InformerFailure
+          ? undefined
+          : error instanceof KubeApiError
+          ? error
+          : classify(`watch ${kind}`, options.path, error)
+        // the API server's own 404 text ("404 page not found") does not say what was not found
+        const message = classified?.status === 404 ? `${options.path} is not served (404)` : classified?.message
         return new InformerFailure({
           kind,
-          message: classified?.message ?? String(error),
+          message: message ?? String(error),
           status: classified?.status,
           healthyFor: Duration.millis(listedAt === undefined ? 0 : Math.max(0, now - listedAt))
         })
@@ -341,6 +349,7 @@ export const make = <A extends Named>(
       ),
       Effect.retry(schedule),
       Effect.forever,
+      (sessions) => Effect.zipRight(options.startAfter ?? Effect.void, sessions),
       Effect.forkScoped
     )
 
