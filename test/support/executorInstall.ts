@@ -376,24 +376,28 @@ export const killContainer = (node: NodeInfo, containerId: string) =>
 
 const readNumber = (file: string) => Number(readFileSync(file, "utf8").trim())
 
-/** The pod's memory cgroup (cgroup v1, cgroupfs driver, under the node's cgroup root). */
-const podMemoryCgroup = (node: NodeInfo, pod: PodView) => {
-  const base = join("/sys/fs/cgroup/memory", node.cgroupRoot, "kubepods")
+/** The pod's cgroup of `controller` (cgroup v1, cgroupfs driver, under the node's cgroup root). */
+const podCgroup = (node: NodeInfo, pod: PodView, controller: "memory" | "cpuacct", probe: string) => {
+  const base = join("/sys/fs/cgroup", controller, node.cgroupRoot, "kubepods")
   for (const qos of ["burstable/", "besteffort/", ""]) {
     const dir = join(base, `${qos}pod${pod.uid}`)
     try {
-      readNumber(join(dir, "memory.usage_in_bytes"))
+      readNumber(join(dir, probe))
       return dir
     } catch {
       // not this class
     }
   }
-  throw new Error(`no memory cgroup for pod ${pod.name} (${pod.uid}) under ${base}`)
+  throw new Error(`no ${controller} cgroup for pod ${pod.name} (${pod.uid}) under ${base}`)
 }
+
+/** CPU time the pod used so far, in seconds. */
+export const cpuSeconds = (node: NodeInfo, pod: PodView) =>
+  readNumber(join(podCgroup(node, pod, "cpuacct", "cpuacct.usage"), "cpuacct.usage")) / 1e9
 
 /** The working set of the pod's cgroup: usage minus inactive file pages (the kubelet's rule). */
 export const workingSetBytes = (node: NodeInfo, pod: PodView) => {
-  const dir = podMemoryCgroup(node, pod)
+  const dir = podCgroup(node, pod, "memory", "memory.usage_in_bytes")
   const usage = readNumber(join(dir, "memory.usage_in_bytes"))
   const stat = readFileSync(join(dir, "memory.stat"), "utf8")
   const inactiveFile = Number(/^total_inactive_file (\d+)$/m.exec(stat)?.[1] ?? "0")
@@ -411,20 +415,47 @@ export const kubeletWorkingSet = async (node: NodeInfo, namespace: string, podNa
   return pod?.memory?.workingSetBytes
 }
 
-/** Samples the pod's working set every `intervalMs` until `stop` resolves; the maximum and the samples. */
-export const sampleWorkingSet = async (node: NodeInfo, pod: PodView, stop: Promise<unknown>, intervalMs = 500) => {
+export interface MemorySamples {
+  readonly max: number
+  readonly mean: number
+  readonly last: number
+  readonly count: number
+  /** The kubelet's own figure (`/stats/summary`), read every 5 s: the largest. */
+  readonly kubeletMax: number
+  /** Average CPU over the window, in millicores. */
+  readonly cpuMillicores: number
+}
+
+/**
+ * Samples the pod's working set every `intervalMs` (and the kubelet's figure every 5 s) until
+ * `stop` settles.
+ */
+export const sampleWorkingSet = async (node: NodeInfo, namespace: string, pod: PodView, stop: Promise<unknown>, intervalMs = 500): Promise<MemorySamples> => {
   const samples: Array<number> = []
+  const kubelet: Array<number> = []
   let done = false
   void stop.finally(() => (done = true))
+  const startedAt = Date.now()
+  const cpuBefore = cpuSeconds(node, pod)
+  let lastKubelet = 0
   while (!done) {
-    try {
-      samples.push(workingSetBytes(node, pod).workingSet)
-    } catch {
-      // the pod went away
+    samples.push(workingSetBytes(node, pod).workingSet)
+    if (Date.now() - lastKubelet >= 5_000) {
+      lastKubelet = Date.now()
+      const value = await kubeletWorkingSet(node, namespace, pod.name).catch(() => undefined)
+      if (value !== undefined) kubelet.push(value)
     }
     await sleep(intervalMs)
   }
-  return { max: Math.max(0, ...samples), samples }
+  const cpuMillicores = ((cpuSeconds(node, pod) - cpuBefore) * 1000) / ((Date.now() - startedAt) / 1000)
+  return {
+    max: Math.max(0, ...samples),
+    mean: samples.reduce((a, b) => a + b, 0) / Math.max(1, samples.length),
+    last: samples.at(-1) ?? 0,
+    count: samples.length,
+    kubeletMax: Math.max(0, ...kubelet),
+    cpuMillicores
+  }
 }
 
 export const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10
