@@ -54,6 +54,23 @@ const watchTermination = (clients: NodeClients, namespace: string, name: string,
     }
   })()
 
+/**
+ * The service as its clients see it, polled on its port every 100 ms from `from`: when /readiness
+ * stopped answering 200 and when it answered 200 again (the executor's own readiness, apart from
+ * the kubelet's probe period).
+ */
+const serviceGap = (executor: Install, from: number) =>
+  (async () => {
+    let downAt: number | undefined
+    for (;;) {
+      const ok = (await executor.http("/readiness")).status === 200
+      if (!ok && downAt === undefined) downAt = Date.now()
+      if (ok && downAt !== undefined) return { downMs: downAt - from, upMs: Date.now() - from }
+      if (Date.now() - from > 240_000) throw new Error("the service did not come back within 240 s")
+      await sleep(100)
+    }
+  })()
+
 const recoveredLine = (logs: string) => /recovered (\d+) runs from (\d+) labelled Jobs/.exec(logs)
 
 describe.skipIf(node === undefined)("the installed executor's lifecycle", () => {
@@ -65,10 +82,11 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", () => 
 
   const jobsOf = async (taskId: string) =>
     (await clients.batch.listNamespacedJob({ namespace: executor.namespace, labelSelector: `${names.taskIdLabel}=${taskId}` })).items
-  const runningPods = async (count: number) =>
-    eventually(`${count} agent pods Running`, 90_000, async () => {
+  /** Until `count` agent pods started (Running, or already ended: a late one runs only 6 s). */
+  const startedPods = async (count: number) =>
+    eventually(`${count} agent pods started`, 120_000, async () => {
       const pods = await clients.core.listNamespacedPod({ namespace: executor.namespace, labelSelector: names.taskIdLabel })
-      return pods.items.filter((p) => p.status?.phase === "Running").length >= count ? true : undefined
+      return pods.items.filter((p) => p.status?.phase !== undefined && p.status.phase !== "Pending").length >= count ? true : undefined
     }, 250)
 
   /** Tasks in flight: `slow` ones that succeed, `late` ones that fail. */
@@ -133,25 +151,31 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", () => 
 
   it("kubectl delete pod: the verdicts in flight are drained within the grace period, the replacement recovers the rest, no duplicate", async () => {
     const runs = await inFlight(4, 16)
-    await runningPods(20)
+    await startedPods(20)
     // the first verdicts are out: delete the pod while the others are being judged and published
     await executor.log.waitFor("the first failure", 60_000, (all) => all.find((r) => runs.late.includes(r.taskId) && isFailure(r)))
     const old = await executor.waitReady()
     const deletedAt = Date.now()
     const terminated = watchTermination(clients, executor.namespace, old.name, deletedAt)
+    const gap = serviceGap(executor, deletedAt)
     await executor.kubectl(["delete", "pod", old.name, "--wait=false"])
     const termination = await terminated
     const replacement = await executor.waitReady(120_000, (p) => p.name !== old.name)
     const readyMs = Date.now() - deletedAt
+    const service = await gap
     const duplicates = await everyRunSettled(runs)
     const before = executor.log.all().filter((r) => runs.late.includes(r.taskId) && isFailure(r))
     const drained = before.filter((r) => r.receivedAt >= deletedAt && r.receivedAt <= deletedAt + termination.ms).length
     const publishedBefore = before.filter((r) => r.receivedAt < deletedAt).length
     const recovered = await recoveredBy(replacement)
+    const waitedForPort = (await clients.core.listNamespacedEvent({ namespace: executor.namespace, fieldSelector: `involvedObject.name=${replacement.name},reason=FailedScheduling` }))
+      .items.map((e) => e.message ?? "")[0]
     figures.push(
       `kubectl delete pod: the old pod exited ${termination.exitCode} (${termination.reason}) ${termination.ms} ms after the delete (grace 30 s); ` +
         `failures of the 16 late runs: ${publishedBefore} before the delete, ${drained} while it terminated, ${16 - publishedBefore - drained} by the replacement; ` +
-        `replacement Ready ${readyMs} ms after the delete, recovered ${recovered.runs} runs from ${recovered.jobs} labelled Jobs; duplicates: ${duplicates.length}`
+        `the service's /readiness: not 200 from ${service.downMs} ms, 200 again at ${service.upMs} ms; replacement pod Ready ${readyMs} ms after the delete, ` +
+        `recovered ${recovered.runs} runs from ${recovered.jobs} labelled Jobs; duplicates: ${duplicates.length}` +
+        (waitedForPort === undefined ? "" : `; the replacement waited for the node's port: "${waitedForPort}"`)
     )
     expect(termination.exitCode).toBe(0)
     expect(termination.ms).toBeLessThan(30_000)
@@ -160,16 +184,18 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", () => 
 
   it("a SIGKILLed container: the kubelet's replacement recovers every run, no duplicate", async () => {
     const runs = await inFlight(6, 6)
-    await runningPods(12)
+    await startedPods(12)
     const before = await executor.waitReady()
-    await killContainer(node!, before.containerId!)
     const killedAt = Date.now()
+    const gap = serviceGap(executor, killedAt)
+    await killContainer(node!, before.containerId!)
     const after = await executor.waitReady(120_000, (p) => p.restarts === before.restarts + 1)
     const readyMs = Date.now() - killedAt
+    const service = await gap
     const recovered = await recoveredBy(after)
     const duplicates = await everyRunSettled(runs)
     figures.push(
-      `SIGKILL of the container: Ready again ${readyMs} ms after the kill (same pod, restart ${after.restarts}), ` +
+      `SIGKILL of the container: the service's /readiness 200 again ${service.upMs} ms after the kill, the pod Ready again after ${readyMs} ms (same pod, restart ${after.restarts}), ` +
         `recovered ${recovered.runs} runs from ${recovered.jobs} labelled Jobs (12 in flight); duplicates: ${duplicates.length}`
     )
     expect(after.name).toBe(before.name)
@@ -179,21 +205,23 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", () => 
 
   it("a rollout of a new image version (kubectl set image): the new version runs every run to its end, no duplicate", async () => {
     const runs = await inFlight(6, 6)
-    await runningPods(12)
+    await startedPods(12)
     const old = await executor.waitReady()
     const setAt = Date.now()
     const terminated = watchTermination(clients, executor.namespace, old.name, setAt)
+    const gap = serviceGap(executor, setAt)
     await executor.kubectl(["set", "image", "deployment/agent-task-executor", `service=${node!.registry}/agent-task-executor@${next.digest}`])
     const termination = await terminated
     const rolled = await executor.waitReady(180_000, (p) => p.name !== old.name && p.imageId?.endsWith(next.digest) === true)
     const readyMs = Date.now() - setAt
+    const service = await gap
     await executor.kubectl(["rollout", "status", "deployment/agent-task-executor", "--timeout=60s"])
     expect(await executor.metric("build_info", { version: next.version })).toBeGreaterThan(0)
     const recovered = await recoveredBy(rolled)
     const duplicates = await everyRunSettled(runs)
     figures.push(
       `rollout ${image.version} -> ${next.version}: the old pod exited ${termination.exitCode} ${termination.ms} ms after kubectl set image, ` +
-        `the new one Ready ${readyMs} ms after it, recovered ${recovered.runs} runs from ${recovered.jobs} labelled Jobs (12 in flight); duplicates: ${duplicates.length}`
+        `the service's /readiness 200 again (new version) at ${service.upMs} ms, the new pod Ready ${readyMs} ms after it, recovered ${recovered.runs} runs from ${recovered.jobs} labelled Jobs (12 in flight); duplicates: ${duplicates.length}`
     )
     expect(termination.exitCode).toBe(0)
     expect(duplicates).toEqual([])
