@@ -31,7 +31,7 @@ const parse = (logs: string): ReadonlyArray<LogLine> =>
 
 const missingGroup = "missing.agent-executor.test"
 
-describe.skipIf(node === undefined).concurrent("the installed executor with bad input", () => {
+describe.skipIf(node === undefined).concurrent("the installed executor with bad input", { timeout: 300_000 }, () => {
   let clients: NodeClients
   let image: ExecutorImage
   const installs: Array<Install> = []
@@ -57,8 +57,10 @@ describe.skipIf(node === undefined).concurrent("the installed executor with bad 
    * log has the line `expected` says, as an error, again and again (it keeps looking).
    */
   const stuck = async (executor: Install, expected: (line: LogLine) => boolean, forMs = 20_000) => {
-    const pod = await eventually("the executor pod Running", 90_000, async () =>
+    const pod = await eventually("the executor pod Running", 120_000, async () =>
       (await executor.pods()).find((p) => p.phase === "Running" && !p.deleting), 250)
+    // node up and serving (a start-up takes long on a busy node), then watched for a while
+    await eventually("/healthz 200", 120_000, async () => ((await executor.http("/healthz")).status === 200 ? true : undefined), 250)
     await sleep(forMs)
     const now = (await executor.pods()).find((p) => p.name === pod.name)!
     expect(now.phase).toBe("Running")
@@ -119,7 +121,7 @@ describe.skipIf(node === undefined).concurrent("the installed executor with bad 
     )
     await proxy.resume()
     const resumedAt = Date.now()
-    const ready = await executor.waitReady(60_000)
+    const ready = await executor.waitReady(120_000)
     console.log(`[bad-input] API server reachable again: Ready after ${Date.now() - resumedAt} ms`)
     expect(ready.name).toBe(pod.name)
     expect(ready.restarts).toBe(0)
@@ -146,7 +148,7 @@ describe.skipIf(node === undefined).concurrent("the installed executor with bad 
     const result = await kubectl(node!, ["apply", "-f", crdFile])
     expect(result.code, result.stderr).toBe(0)
     const installedAt = Date.now()
-    const ready = await executor.waitReady(90_000)
+    const ready = await executor.waitReady(120_000)
     console.log(`[bad-input] CRD installed: Ready after ${Date.now() - installedAt} ms`)
     expect(ready.name).toBe(pod.name)
     expect(ready.restarts).toBe(0)

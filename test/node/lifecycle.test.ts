@@ -30,7 +30,9 @@ const agents = {
   // succeeds after 20 s
   slow: agent("slow", { AGENT_SLEEP: "20" }),
   // runs 6 s, then exits 1: a verdict
-  late: agent("late", { AGENT_SLEEP: "6", AGENT_EXIT: "1" })
+  late: agent("late", { AGENT_SLEEP: "6", AGENT_EXIT: "1" }),
+  // runs 30 s, then exits 1: a verdict after a restart
+  later: agent("later", { AGENT_SLEEP: "30", AGENT_EXIT: "1" })
 }
 
 interface Termination {
@@ -73,7 +75,7 @@ const serviceGap = (executor: Install, from: number) =>
 
 const recoveredLine = (logs: string) => /recovered (\d+) runs from (\d+) labelled Jobs/.exec(logs)
 
-describe.skipIf(node === undefined)("the installed executor's lifecycle", () => {
+describe.skipIf(node === undefined)("the installed executor's lifecycle", { timeout: 360_000 }, () => {
   let clients: NodeClients
   let image: ExecutorImage
   let next: ExecutorImage
@@ -90,13 +92,17 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", () => 
     }, 250)
 
   /** Tasks in flight: `slow` ones that succeed, `late` ones that fail. */
-  const inFlight = async (slow: number, late: number): Promise<{ readonly slow: ReadonlyArray<string>; readonly late: ReadonlyArray<string> }> => {
+  const inFlight = async (
+    slow: number,
+    late: number,
+    lateAgent: "late" | "later" = "late"
+  ): Promise<{ readonly slow: ReadonlyArray<string>; readonly late: ReadonlyArray<string> }> => {
     const tasks = [
       ...Array.from({ length: slow }, () => ({ taskId: newTaskId(), assignee: "slow", stage: "prod" })),
-      ...Array.from({ length: late }, () => ({ taskId: newTaskId(), assignee: "late", stage: "prod" }))
+      ...Array.from({ length: late }, () => ({ taskId: newTaskId(), assignee: lateAgent, stage: "prod" }))
     ]
     await executor.publishTasks(tasks)
-    return { slow: tasks.filter((t) => t.assignee === "slow").map((t) => t.taskId), late: tasks.filter((t) => t.assignee === "late").map((t) => t.taskId) }
+    return { slow: tasks.filter((t) => t.assignee === "slow").map((t) => t.taskId), late: tasks.filter((t) => t.assignee !== "slow").map((t) => t.taskId) }
   }
 
   /** Every run settled once: each slow Job Complete and released, each late task one failure pair, one Job and one spawn per task. */
@@ -153,7 +159,7 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", () => 
     const runs = await inFlight(4, 16)
     await startedPods(20)
     // the first verdicts are out: delete the pod while the others are being judged and published
-    await executor.log.waitFor("the first failure", 60_000, (all) => all.find((r) => runs.late.includes(r.taskId) && isFailure(r)))
+    await executor.log.waitFor("the first failure", 120_000, (all) => all.find((r) => runs.late.includes(r.taskId) && isFailure(r)))
     const old = await executor.waitReady()
     const deletedAt = Date.now()
     const terminated = watchTermination(clients, executor.namespace, old.name, deletedAt)
@@ -183,7 +189,9 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", () => 
   })
 
   it("a SIGKILLed container: the kubelet's replacement recovers every run, no duplicate", async () => {
-    const runs = await inFlight(6, 6)
+    // mid-run, with no verdict being published at the kill: the failing runs end after the restart
+    // (a SIGKILL inside a publish is the publisher's case)
+    const runs = await inFlight(6, 6, "later")
     await startedPods(12)
     const before = await executor.waitReady()
     const killedAt = Date.now()

@@ -80,7 +80,7 @@ describe.skipIf(node === undefined)("the installed executor's memory", () => {
     const settled = (async () => {
       const jobsOf = async (taskId: string) =>
         (await clients.batch.listNamespacedJob({ namespace: executor.namespace, labelSelector: `${names.taskIdLabel}=${taskId}` })).items
-      await eventually("the 50 runs Complete and released", 240_000, async () => {
+      await eventually("the 50 runs Complete and released", 420_000, async () => {
         const jobs = (await clients.batch.listNamespacedJob({ namespace: executor.namespace, labelSelector: `${names.assigneeLabel}=work` })).items
         const done = jobs.filter((j) =>
           (j.status?.conditions ?? []).some((c) => c.type === "Complete" && c.status === "True") &&
@@ -105,5 +105,5 @@ describe.skipIf(node === undefined)("the installed executor's memory", () => {
     expect(peak * 1.5, "1.5 x the peak within limits.memory").toBeLessThanOrEqual(limit)
     expect((await executor.pods())[0]?.restarts).toBe(0)
     expect(forbidden(auditEntries(node!.auditLog, executor.user))).toEqual([])
-  }, 420_000)
+  }, 600_000)
 })

@@ -5,6 +5,8 @@ import { readFileSync } from "node:fs"
 import type * as k8s from "@kubernetes/client-node"
 
 export interface AuditEntry {
+  /** A request for a path, not an object (discovery, /version): no resource, granted to everyone authenticated. */
+  readonly nonResource: boolean
   readonly stage: string
   readonly verb: string
   readonly group: string
@@ -45,6 +47,7 @@ export const auditEntries = (file: string, username: string): ReadonlyArray<Audi
     }
     if (event.user?.username !== username) return []
     return [{
+      nonResource: event.objectRef === undefined,
       stage: event.stage ?? "",
       verb: event.verb ?? "",
       group: event.objectRef?.apiGroup ?? "",
@@ -58,15 +61,24 @@ export const auditEntries = (file: string, username: string): ReadonlyArray<Audi
     }]
   })
 
-/** `<group>/<resource>[/<subresource>] <verb>`, the core group as "". */
-export const permissionOf = (e: { readonly group: string; readonly resource: string; readonly subresource?: string; readonly verb: string }) =>
-  `${e.group}/${e.resource}${e.subresource === undefined || e.subresource === "" ? "" : `/${e.subresource}`} ${e.verb}`
+/** `<group>/<resource>[/<subresource>] <verb>`, the core group as ""; a non-resource request as `<path> <verb>`. */
+export const permissionOf = (e: {
+  readonly group: string
+  readonly resource: string
+  readonly subresource?: string
+  readonly verb: string
+  readonly nonResource?: boolean
+  readonly uri?: string
+}) =>
+  e.nonResource === true
+    ? `${(e.uri ?? "").split("?")[0]} ${e.verb}`
+    : `${e.group}/${e.resource}${e.subresource === undefined || e.subresource === "" ? "" : `/${e.subresource}`} ${e.verb}`
 
 export const forbidden = (entries: ReadonlyArray<AuditEntry>) => entries.filter((e) => e.code === 403)
 
-/** Every permission the requests needed (authorized or not), sorted. */
+/** Every permission on resources the requests needed (authorized or not), sorted. */
 export const permissionsUsed = (entries: ReadonlyArray<AuditEntry>) =>
-  [...new Set(entries.map(permissionOf))].sort()
+  [...new Set(entries.filter((e) => !e.nonResource).map(permissionOf))].sort()
 
 /** Every permission a Role grants (no wildcards, no resourceNames expected), sorted. */
 export const permissionsGranted = (role: k8s.V1Role) =>
