@@ -6,8 +6,8 @@
 import * as k8s from "@kubernetes/client-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { auditEntries, forbidden, permissionsGranted, permissionsUsed, usageTable } from "../support/audit.js"
-import { type Install, install, type ExecutorImage, killContainer, readyImage } from "../support/executorInstall.js"
-import { fastGraces, newTaskId, spawnOf } from "../support/harness.js"
+import { agentConfig, type ExecutorImage, type Install, install, killContainer, readyImage } from "../support/executorInstall.js"
+import { newTaskId, spawnOf } from "../support/harness.js"
 import { type CommandRecord, failuresOf, isFailure, isIncrement, isSpawnNotification, reasonOf } from "../support/kafka.js"
 import { names } from "../support/kube.js"
 import { type NodeClients, nodeClients } from "../support/nodeCluster.js"
@@ -16,22 +16,13 @@ import { eventually, sleep } from "../support/wait.js"
 
 const node = requireNode("test/node/install.test.ts")
 
-const agent = (assignee: string, env: Record<string, string>, extra: object = {}) => ({
-  assignee,
-  image: node?.images.agent ?? "",
-  heartbeat: "5m",
-  taskTypes: ["llm"],
-  ...fastGraces,
-  zombieJobTimeoutSeconds: 600,
-  env,
-  ...extra
-})
+const agent = (assignee: string, env: Record<string, string>, extra: object = {}) => agentConfig(node, assignee, { env, ...extra })
 
 const agents = {
   ok: agent("ok", { AGENT_STDOUT: "done", AGENT_SLEEP: "2" }),
   crash: agent("crash", { AGENT_STDERR: "boom", AGENT_EXIT: "1" }),
   // runs a while, then fails: its Job has long been steady when the pod ends
-  lateCrash: agent("late-crash", { AGENT_SLEEP: "8", AGENT_EXIT: "1" }),
+  "late-crash": agent("late-crash", { AGENT_SLEEP: "8", AGENT_EXIT: "1" }),
   badimage: { ...agent("badimage", {}), image: "Bad:Image::x" },
   deadline: agent("deadline", { AGENT_SLEEP: "forever" }, { zombieJobTimeoutSeconds: 30 }),
   sweep: agent("sweep", { AGENT_SLEEP: "forever" }, { zombieJobTimeoutSeconds: 30 }),

@@ -6,8 +6,8 @@
 import * as k8s from "@kubernetes/client-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { auditEntries, forbidden } from "../support/audit.js"
-import { type ExecutorImage, type Install, install, killContainer, type PodView, readyImage } from "../support/executorInstall.js"
-import { fastGraces, newTaskId } from "../support/harness.js"
+import { agentConfig, type ExecutorImage, type Install, install, killContainer, type PodView, readyImage } from "../support/executorInstall.js"
+import { newTaskId } from "../support/harness.js"
 import { failuresOf, isFailure, isSpawnNotification, reasonOf } from "../support/kafka.js"
 import { names } from "../support/kube.js"
 import { type NodeClients, nodeClients } from "../support/nodeCluster.js"
@@ -16,15 +16,7 @@ import { eventually, sleep } from "../support/wait.js"
 
 const node = requireNode("test/node/lifecycle.test.ts")
 
-const agent = (assignee: string, env: Record<string, string>) => ({
-  assignee,
-  image: node?.images.agent ?? "",
-  heartbeat: "5m",
-  taskTypes: ["llm"],
-  ...fastGraces,
-  zombieJobTimeoutSeconds: 600,
-  env
-})
+const agent = (assignee: string, env: Record<string, string>) => agentConfig(node, assignee, { env })
 
 const agents = {
   // succeeds after 20 s
@@ -105,6 +97,14 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", { time
     return { slow: tasks.filter((t) => t.assignee === "slow").map((t) => t.taskId), late: tasks.filter((t) => t.assignee !== "slow").map((t) => t.taskId) }
   }
 
+  /**
+   * Every spawn published: the disruption comes with runs in flight, not with an event in the middle
+   * of its dispatch (stopping between a Job's create and its spawn commands is the consumer's case).
+   */
+  const allSpawned = (runs: { readonly slow: ReadonlyArray<string>; readonly late: ReadonlyArray<string> }) =>
+    executor.log.waitFor("every spawn notification", 120_000, (all) =>
+      [...runs.slow, ...runs.late].every((t) => all.some((r) => r.taskId === t && isSpawnNotification(r))) ? true : undefined)
+
   /** Every run settled once: each slow Job Complete and released, each late task one failure pair, one Job and one spawn per task. */
   const everyRunSettled = async (runs: { readonly slow: ReadonlyArray<string>; readonly late: ReadonlyArray<string> }) => {
     for (const taskId of runs.slow) {
@@ -125,7 +125,10 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", { time
     for (const taskId of [...runs.slow, ...runs.late]) {
       const spawns = records.filter((r) => r.taskId === taskId && isSpawnNotification(r)).length
       const failures = failuresOf(records, taskId)
-      if (spawns !== 1) duplicates.push(`${taskId}: ${spawns} spawns`)
+      if (spawns !== 1) {
+        const commands = records.filter((r) => r.taskId === taskId).map((r) => (isSpawnNotification(r) ? "spawn" : isFailure(r) ? "failure" : r.operation))
+        duplicates.push(`${taskId}: ${spawns} spawns (${commands.join(", ")})`)
+      }
       const expected = runs.late.includes(taskId) ? 1 : 0
       if (failures.length !== expected) duplicates.push(`${taskId}: ${failures.length} failures`)
       for (const { next, update } of failures) {
@@ -158,6 +161,7 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", { time
   it("kubectl delete pod: the verdicts in flight are drained within the grace period, the replacement recovers the rest, no duplicate", async () => {
     const runs = await inFlight(4, 16)
     await startedPods(20)
+    await allSpawned(runs)
     // the first verdicts are out: delete the pod while the others are being judged and published
     await executor.log.waitFor("the first failure", 120_000, (all) => all.find((r) => runs.late.includes(r.taskId) && isFailure(r)))
     const old = await executor.waitReady()
@@ -193,6 +197,7 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", { time
     // (a SIGKILL inside a publish is the publisher's case)
     const runs = await inFlight(6, 6, "later")
     await startedPods(12)
+    await allSpawned(runs)
     const before = await executor.waitReady()
     const killedAt = Date.now()
     const gap = serviceGap(executor, killedAt)
@@ -214,6 +219,7 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", { time
   it("a rollout of a new image version (kubectl set image): the new version runs every run to its end, no duplicate", async () => {
     const runs = await inFlight(6, 6)
     await startedPods(12)
+    await allSpawned(runs)
     const old = await executor.waitReady()
     const setAt = Date.now()
     const terminated = watchTermination(clients, executor.namespace, old.name, setAt)

@@ -7,8 +7,17 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { auditEntries, forbidden } from "../support/audit.js"
-import { type ExecutorImage, type Install, install, type MemorySamples, mib, readyImage, sampleWorkingSet } from "../support/executorInstall.js"
-import { fastGraces, newTaskId } from "../support/harness.js"
+import {
+  agentConfig,
+  type ExecutorImage,
+  type Install,
+  install,
+  type MemorySamples,
+  mib,
+  readyImage,
+  sampleWorkingSet
+} from "../support/executorInstall.js"
+import { newTaskId } from "../support/harness.js"
 import { isFailure } from "../support/kafka.js"
 import { names } from "../support/kube.js"
 import { type NodeClients, nodeClients } from "../support/nodeCluster.js"
@@ -20,16 +29,7 @@ const node = requireNode("test/node/resources.test.ts")
 
 // small agent pods, so that 60 of them fit the 2-CPU node beside the other test files' pods
 const agentResources = { requests: { cpu: "5m", memory: "16Mi" }, limits: { cpu: "50m", memory: "32Mi" } }
-const agent = (assignee: string, extra: object) => ({
-  assignee,
-  image: node?.images.agent ?? "",
-  heartbeat: "5m",
-  taskTypes: ["llm"],
-  ...fastGraces,
-  zombieJobTimeoutSeconds: 600,
-  resources: agentResources,
-  ...extra
-})
+const agent = (assignee: string, extra: object) => agentConfig(node, assignee, { resources: agentResources, ...extra })
 const agents = {
   work: agent("work", { env: { AGENT_SLEEP: "20" } }),
   // in flight for the whole load: judged only after 40 s of ImagePullBackOff

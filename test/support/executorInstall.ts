@@ -9,6 +9,7 @@ import { dirname, join, relative } from "node:path"
 import * as k8s from "@kubernetes/client-node"
 import { Commands } from "@executor/domain"
 import { http, metricSum } from "./executorProcess.js"
+import { fastGraces } from "./harness.js"
 import { type CommandLog, commandLog, createTopics, produce, taskEvent, type TaskEventInput } from "./kafka.js"
 import { createNamespace, deleteNamespace, type NodeClients } from "./nodeCluster.js"
 import type { NodeInfo } from "./nodeEnv.js"
@@ -137,6 +138,20 @@ export const mustKubectl = (node: NodeInfo, args: ReadonlyArray<string>, timeout
 // ---------------------------------------------------------------------------------------------
 // the install
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * The spec of an agent Config of the node's agent image (test/infra/images/agent.sh: `env` chooses
+ * what it does), with the smallest graces and a 600 s timeout unless `extra` says otherwise.
+ */
+export const agentConfig = (node: NodeInfo | undefined, assignee: string, extra: object = {}) => ({
+  assignee,
+  image: node?.images.agent ?? "",
+  heartbeat: "5m",
+  taskTypes: ["llm"],
+  ...fastGraces,
+  zombieJobTimeoutSeconds: 600,
+  ...extra
+})
 
 export interface InstallOptions {
   /** Prefix of the namespace. */
