@@ -76,12 +76,19 @@ describe.skipIf(node === undefined)("the installed executor's lifecycle", { time
 
   const jobsOf = async (taskId: string) =>
     (await clients.batch.listNamespacedJob({ namespace: executor.namespace, labelSelector: `${names.taskIdLabel}=${taskId}` })).items
-  /** Until `count` agent pods started (Running, or already ended: a late one runs only 6 s). */
-  const startedPods = async (count: number) =>
-    eventually(`${count} agent pods started`, 120_000, async () => {
+  /**
+   * Until `count` more agent pods have been seen started (Running or ended; a late one runs only 6 s
+   * and its Job, with the pod, is deleted once judged).
+   */
+  const seenStarted = new Set<string>()
+  const startedPods = async (count: number) => {
+    const target = seenStarted.size + count
+    await eventually(`${count} agent pods started`, 180_000, async () => {
       const pods = await clients.core.listNamespacedPod({ namespace: executor.namespace, labelSelector: names.taskIdLabel })
-      return pods.items.filter((p) => p.status?.phase !== undefined && p.status.phase !== "Pending").length >= count ? true : undefined
+      for (const p of pods.items) if (p.status?.phase !== undefined && p.status.phase !== "Pending") seenStarted.add(p.metadata?.uid ?? "")
+      return seenStarted.size >= target ? true : undefined
     }, 250)
+  }
 
   /** Tasks in flight: `slow` ones that succeed, `late` ones that fail. */
   const inFlight = async (
