@@ -18,6 +18,8 @@
 # kube-apiserver 6443, Kafka 9092/9093, registry 5001, kubelet 10250 (node IP) and 10248,
 # controller manager 10257, scheduler 10259.
 # Writes RUN_DIR/node.json (what the tests need) and RUN_DIR/node.env; stop with node-down.sh RUN_DIR.
+# The registry serves RUN_DIR/node/registry-root (the node's images, and any OCI layout a test puts
+# there as <name>/); the API server's audit log is RUN_DIR/audit.log (up.sh).
 # On failure prints the logs' tails, stops what it started and exits non-zero.
 # Env: NODE_NAME (agent-executor-node), NODE_IP (10.77.0.2), POD_SUBNET (10.78.0.0/24),
 #      NODE_READY_TIMEOUT (120 s), NODE_VERBOSITY (klog -v of the node components, 1).
@@ -286,7 +288,11 @@ T_UP=$(now)
 UP_PROFILE=node NODE_NAME=$NODE_NAME NODE_IP=$NODE_IP bash "$HERE/up.sh" "$RUN" >"$N/up.log" 2>&1 &
 UP_PID=$!
 
-start_in_ns registry node --import tsx "$REPO/test/support/ociRegistry.ts" --root "$NODE_IMAGES_DIR/registry" --listen "$REGISTRY"
+# the registry serves a root of this run's own: the node's images (links into the cache) and
+# whatever a test adds (the executor's image, test/support/executorInstall.ts)
+mkdir -p "$N/registry-root"
+for layout in "$NODE_IMAGES_DIR"/registry/*; do ln -s "$layout" "$N/registry-root/$(basename "$layout")"; done
+start_in_ns registry node --import tsx "$REPO/test/support/ociRegistry.ts" --root "$N/registry-root" --listen "$REGISTRY"
 T_CTD=$(now)
 start_in_ns containerd containerd --config "$N/containerd.toml"
 wait_for containerd 30 "$N/containerd.pid" test -S "/proc/$HOLDER/root/run/containerd/containerd.sock"
@@ -344,6 +350,8 @@ cat >"$RUN/node.json.tmp" <<EOF
   "kubeApiserverUrl": "$KURL",
   "kafkaBrokers": "$HOST:$KAFKA_PORT",
   "registry": "$REGISTRY",
+  "registryRoot": "$N/registry-root",
+  "auditLog": "$RUN/audit.log",
   "nodeName": "$NODE_NAME",
   "nodeIp": "$NODE_IP",
   "podSubnet": "$POD_SUBNET",

@@ -15,7 +15,8 @@
 # UP_PROFILE=node (test/infra/node-up.sh): an API server for a real node: ServiceAccount admission,
 #   Node,RBAC authorization, NodeRestriction, the garbage collector, kubelet client certificates; and
 #   client certificates (EC P-256) for the controller manager, the scheduler and the kubelet of
-#   NODE_NAME at NODE_IP (its serving certificate too) in RUN_DIR/pki.
+#   NODE_NAME at NODE_IP (its serving certificate too) in RUN_DIR/pki; an audit log of the requests
+#   of ServiceAccounts outside kube-system in RUN_DIR/audit.log (JSON lines, metadata level).
 set -euo pipefail
 
 [ $# -eq 1 ] || { echo "usage: $0 RUN_DIR" >&2; exit 2; }
@@ -200,7 +201,22 @@ done
 S_ETCD=$(since "$T_ETCD"); say "etcd ready in $S_ETCD s (pid $(cat "$RUN/etcd.pid"), http://$HOST:$ETCD_PORT)"
 
 if [ "$UP_PROFILE" = node ]; then
+  # The audit log: every request of a ServiceAccount outside kube-system (the executor installed in
+  # the cluster, test pods), metadata only (user, verb, resource, response code). The tests fail on
+  # a 403 in it and read which verbs and resources the executor used.
+  cat >"$P/audit-policy.yaml" <<'EOF_AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF_AUDIT
   PROFILE_ARGS=(
+    --audit-policy-file="$P/audit-policy.yaml" --audit-log-path="$RUN/audit.log" --audit-log-format=json
     --authorization-mode=Node,RBAC
     --enable-admission-plugins=NodeRestriction
     --kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key"

@@ -73,6 +73,18 @@ export interface ExecutorEnv {
   readonly [key: string]: string | undefined
 }
 
+/** One value of a /metrics body: the sum over the series whose labels contain every `labels` pair. */
+export const metricSum = (body: string, metricName: string, labels: Record<string, string> = {}) => {
+  let sum = 0
+  for (const line of body.split("\n")) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line)
+    if (match === null || match[1] !== metricName) continue
+    const series = match[2] ?? ""
+    if (Object.entries(labels).every(([k, v]) => series.includes(`${k}="${v}"`))) sum += Number(match[3])
+  }
+  return sum
+}
+
 const live = new Set<ChildProcess>()
 
 /** Starts `run`; fails fast when it exits before answering /healthz (with its log). */
@@ -162,14 +174,7 @@ export const startExecutor = async (
     metric: async (metricName, labels = {}) => {
       const { body, status } = await http(port, "/metrics")
       if (status !== 200) throw new Error(`/metrics answered ${status}`)
-      let sum = 0
-      for (const line of body.split("\n")) {
-        const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line)
-        if (match === null || match[1] !== metricName) continue
-        const series = match[2] ?? ""
-        if (Object.entries(labels).every(([k, v]) => series.includes(`${k}="${v}"`))) sum += Number(match[3])
-      }
-      return sum
+      return metricSum(body, metricName, labels)
     },
     logTail
   }

@@ -191,11 +191,15 @@ export interface CommandLog {
  * consumer restart (e.g. across a broker restart) may deliver a message again: records are kept by
  * offset, once each, so a command that is in the log twice shows twice.
  */
-export const commandLog = async (brokers: string, topic: string): Promise<CommandLog> => {
+export const commandLog = async (
+  brokers: string,
+  topic: string,
+  options: { readonly readUncommitted?: boolean } = {}
+): Promise<CommandLog> => {
   const byOffset = new Map<number, CommandRecord>()
   const consumer = kafka(brokers, "e2e-reader").consumer({
     groupId: `e2e-reader-${randomUUID()}`,
-    readUncommitted: true,
+    readUncommitted: options.readUncommitted ?? true,
     maxWaitTimeInMs: 100,
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,

@@ -13,6 +13,10 @@ export interface NodeInfo {
   readonly kafkaBrokers: string
   /** the registry inside the namespace, host:port */
   readonly registry: string
+  /** the directory it serves: an OCI layout per repository (`<name>/`), the node's images linked in */
+  readonly registryRoot: string
+  /** the API server's audit log (JSON lines): the requests of ServiceAccounts outside kube-system */
+  readonly auditLog: string
   readonly nodeName: string
   readonly nodeIp: string
   readonly images: {

@@ -19,7 +19,7 @@ import {
 } from "effect"
 import type { Kube } from "@executor/domain"
 import type { WatchEvent } from "@executor/executor"
-import { classify, type KubeApiError } from "./Api.js"
+import { classify, KubeApiError } from "./Api.js"
 
 /** Anything the informer caches: it is keyed by `metadata.name` (one namespace per informer). */
 export interface Named {
@@ -88,6 +88,8 @@ export interface InformerOptions<A extends Named> {
    * with the cache, so a lookup costs the objects found, not a scan of the whole cache.
    */
   readonly indexBy?: ((object: A) => ReadonlyArray<string>) | undefined
+  /** The first list waits for this (e.g. the API server check of `run`); default: at once. */
+  readonly startAfter?: Effect.Effect<void> | undefined
 }
 
 export interface InformerShape<A extends Named> {
@@ -311,10 +313,16 @@ export const make = <A extends Named>(
 
     const failure = (error: unknown, listedAt: number | undefined) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
-        const classified = error instanceof InformerFailure ? undefined : classify(`watch ${kind}`, options.path, error)
+        const classified = error instanceof InformerFailure
+          ? undefined
+          : error instanceof KubeApiError
+          ? error
+          : classify(`watch ${kind}`, options.path, error)
+        // the API server's own 404 text ("404 page not found") does not say what was not found
+        const message = classified?.status === 404 ? `${options.path} is not served (404)` : classified?.message
         return new InformerFailure({
           kind,
-          message: classified?.message ?? String(error),
+          message: message ?? String(error),
           status: classified?.status,
           healthyFor: Duration.millis(listedAt === undefined ? 0 : Math.max(0, now - listedAt))
         })
@@ -405,6 +413,7 @@ export const make = <A extends Named>(
       ),
       Effect.retry(schedule),
       Effect.forever,
+      (sessions) => Effect.zipRight(options.startAfter ?? Effect.void, sessions),
       Effect.forkScoped
     )
 

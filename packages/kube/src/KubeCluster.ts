@@ -13,8 +13,9 @@ import {
   type JobEvent,
   NotFound
 } from "@executor/executor"
-import { Clock, Context, Duration, Effect, Either, Layer, Metric, Option, Schedule, type Scope, Schema } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Either, Layer, Metric, Option, Schedule, type Scope, Schema } from "effect"
 import * as Api from "./Api.js"
+import * as ApiServerCheck from "./ApiServerCheck.js"
 import * as Informer from "./Informer.js"
 import { KubeConnection } from "./KubeConfig.js"
 import * as Wire from "./Wire.js"
@@ -32,6 +33,11 @@ export interface Options {
   readonly restartSchedule?: Schedule.Schedule<unknown, Informer.InformerFailure> | undefined
   /** `reportingInstance` of recorded Events; default the host (pod) name. */
   readonly instance?: string | undefined
+  /**
+   * Before the informers list: wait until the API server is usable (credentials present and
+   * accepted, the Config CRD served), logging what is wrong meanwhile (`ApiServerCheck`). `run` does.
+   */
+  readonly awaitApiServer?: boolean | undefined
 }
 
 export interface KubeClusterShape {
@@ -84,15 +90,25 @@ const clip = (text: string, max: number): string => (text.length <= max ? text :
 
 export const make = (options: Options): Effect.Effect<KubeClusterShape, never, KubeConnection | Scope.Scope> =>
   Effect.gen(function*() {
-    const { kubeConfig } = yield* KubeConnection
+    const connection = yield* KubeConnection
+    const { kubeConfig } = connection
     const { names, namespace: ns } = options
     const timeout = options.requestTimeout ?? Api.defaultRequestTimeout
+    const usable = yield* Deferred.make<void>()
+    if (options.awaitApiServer === true) {
+      yield* ApiServerCheck.awaitUsable(connection, { apiGroup: names.apiGroup, timeout }).pipe(
+        Effect.zipRight(Deferred.succeed(usable, undefined)),
+        Effect.forkScoped
+      )
+    } else {
+      yield* Deferred.succeed(usable, undefined)
+    }
     const batch = kubeConfig.makeApiClient(k8s.BatchV1Api)
     const core = kubeConfig.makeApiClient(k8s.CoreV1Api)
     const custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi)
     const selector = names.taskIdLabel
     const resyncInterval = options.resyncInterval ?? Duration.minutes(5)
-    const common = { restartSchedule: options.restartSchedule, resyncInterval }
+    const common = { restartSchedule: options.restartSchedule, resyncInterval, startAfter: Deferred.await(usable) }
 
     const jobs = yield* Informer.make<Kube.Job>(kubeConfig, {
       ...common,

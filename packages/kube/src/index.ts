@@ -1,3 +1,4 @@
+export * as ApiServerCheck from "./ApiServerCheck.js"
 export * as Api from "./Api.js"
 export * as Crd from "./Crd.js"
 export * as Informer from "./Informer.js"

@@ -320,17 +320,20 @@ if (kubeconfig === "") {
         const can = (verb: string, group: string, resource: string) => op.canI(user, { namespace: rbacNs, verb, group, resource })
         const needed: ReadonlyArray<readonly [string, string, ReadonlyArray<string>]> = [
           ["batch", "jobs", ["create", "get", "list", "watch", "patch", "delete"]],
-          ["", "pods", ["get", "list", "watch"]],
+          ["", "pods", ["list", "watch"]],
           ["", "events", ["create", "list", "watch"]],
-          [group, "configs", ["get", "list", "watch"]],
-          ["coordination.k8s.io", "leases", ["get", "create", "update"]]
+          [group, "configs", ["list", "watch"]]
         ]
         for (const [apiGroup, resource, verbs] of needed) {
           for (const verb of verbs) expect(yield* can(verb, apiGroup, resource), `${verb} ${apiGroup}/${resource}`).toBe(true)
         }
         for (const [verb, apiGroup, resource] of [
           ["delete", "", "events"],
+          ["patch", "", "events"],
           ["delete", "", "pods"],
+          ["get", "", "pods"],
+          ["update", "batch", "jobs"],
+          ["get", "coordination.k8s.io", "leases"],
           ["get", "", "secrets"],
           ["update", "apiextensions.k8s.io", "customresourcedefinitions"]
         ] as const) {

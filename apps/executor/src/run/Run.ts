@@ -41,7 +41,12 @@ const initialiseMetrics = (config: RunConfig) =>
  */
 export const layer = (config: RunConfig) => {
   const settings = ExecutorSettings.layer(config.settings)
-  const kube = KubeCluster.layerFromSettings().pipe(Layer.provide(KubeConfig.layerFromEnv), Layer.provide(settings))
+  // The informers wait for a usable API server; meanwhile the log says what is wrong, /healthz answers
+  // and /readiness stays 503 (no crash loop that would hide the cause).
+  const kube = KubeCluster.layerFromSettings({ awaitApiServer: true }).pipe(
+    Layer.provide(KubeConfig.layerFromEnv),
+    Layer.provide(settings)
+  )
   const crd = config.applyCrd
     ? Layer.effectDiscard(Crd.applyCrd({ apiGroup: config.settings.names.apiGroup })).pipe(Layer.provide(KubeConfig.layerFromEnv))
     : Layer.empty
