@@ -50,8 +50,10 @@ export interface Mode {
   readonly detail: (ctx: ModeContext) => ReadonlyArray<RegExp>
   /** The first bad status Kubernetes wrote, as the watch saw it (latency is measured from it). */
   readonly firstBad?: (seen: Seen) => boolean
-  /** The grace the verdict waits for, counted from the first bad status (seconds). */
+  /** The grace the verdict waits for (seconds), counted from `graceFrom`. */
   readonly grace: (spec: typeof fastSpec) => number
+  /** What the grace counts from: the first bad status (default), the pod's or the Job's creation. */
+  readonly graceFrom?: "pod" | "job"
   /** When the verdict is due after the Job was created (seconds), if the mode has a fixed time. */
   readonly dueAfterJob?: number
   /** The recording: how long at most, and what ends it early. */
@@ -244,6 +246,7 @@ export const modes: ReadonlyArray<Mode> = [
     detail: () => [/^pod \S+ not scheduled: 0\/1 nodes are available: 1 Insufficient cpu\./],
     firstBad: unscheduled,
     grace: (spec) => spec.unschedulableGraceSeconds,
+    graceFrom: "pod",
     record: { seconds: 12 },
     fixture: {
       summary: "cpu request 64 on a 2-CPU node: PodScheduled=False reason Unschedulable (0/1 nodes are available: 1 Insufficient cpu.); event FailedScheduling",
@@ -263,6 +266,7 @@ export const modes: ReadonlyArray<Mode> = [
     ],
     firstBad: createFailed,
     grace: (spec) => spec.podCreateGraceSeconds,
+    graceFrom: "job",
     record: { seconds: 20 },
     fixture: {
       summary: "a ResourceQuota pods: \"0\" (scoped to the pods' PriorityClass): no pod ever; the job controller's FailedCreate Warning (exceeded quota), repeated with back-off",
@@ -289,7 +293,7 @@ export const modes: ReadonlyArray<Mode> = [
   },
   {
     name: "evicted-exit-0",
-    title: "an ephemeral-storage limit exceeded, the process exits 0 on SIGTERM: pod Succeeded, Job Complete, only the Evicted Event tells: pod_evicted",
+    title: "an ephemeral-storage limit exceeded, the process exits 0 on SIGTERM: pod Succeeded, Job Complete, only the Evicted Event tells (or, when the kubelet loses the container, pod Failed/Evicted): pod_evicted",
     spec: () => ({ ...ephemeral16Mi, env: { AGENT_WRITE_MIB: "64", ...sleepForever, AGENT_ON_SIGTERM: "0" } }),
     reason: "pod_evicted",
     detail: () => [/^pod \S+ evicted: /, new RegExp(escape(evictedMessage))],

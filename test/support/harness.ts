@@ -63,11 +63,19 @@ export interface World {
   readonly close: () => Promise<void>
 }
 
+export interface WorldOptions {
+  readonly kubeconfig?: string
+  /** Read the request topic uncommitted, as the real controller does. */
+  readonly readUncommitted?: boolean
+  /** Waits until the new namespace can take pods (on a real node: its default ServiceAccount). */
+  readonly namespaceReady?: (kube: Kube, namespace: string) => Promise<void>
+}
+
 export const makeWorld = async (
   infra: InfraInfo,
   label: string,
   agents: Readonly<Record<string, object>>,
-  options: { readonly kubeconfig?: string } = {}
+  options: WorldOptions = {}
 ): Promise<World> => {
   const id = uniqueSuffix()
   const namespace = `e2e-${label}-${id}`
@@ -75,9 +83,10 @@ export const makeWorld = async (
   const topics = Commands.topics(topicPrefix)
   const kube = kubeClient(infra.kubeconfig)
   await prepareNamespace(kube, namespace)
+  await options.namespaceReady?.(kube, namespace)
   await createTopics(infra.kafkaBrokers, [topics.event, topics.request])
   for (const [name, spec] of Object.entries(agents)) await kube.applyConfig(namespace, name, spec)
-  const log = await commandLog(infra.kafkaBrokers, topics.request)
+  const log = await commandLog(infra.kafkaBrokers, topics.request, { readUncommitted: options.readUncommitted ?? false })
   const logDir = join(infra.runDir, "e2e")
   const groupId = `e2e-${label}-${id}`
   const transactionalId = `e2e-${label}-${id}-tx`
@@ -139,11 +148,11 @@ export const failureOf = (log: CommandLog, taskId: string, timeoutMs: number) =>
   log.waitFor(`a ## Failure update for ${taskId}`, timeoutMs, (all) => all.find((r) => r.taskId === taskId && isFailure(r)))
 
 /**
- * Doctrine D5 on the wire: the update `{current_job: ""}` with a `## Failure` section naming the job
- * and the reason token, directly followed by the `trigger_count` increment in the same transaction,
- * both keyed by the task id.
+ * Doctrine D5 on the wire, as every reader sees it: the update `{current_job: ""}` with a
+ * `## Failure` section naming the job and the reason token, directly followed by the
+ * `trigger_count` increment, both keyed by the task id.
  */
-export const expectFailurePair = (
+export const expectFailureCommands = (
   records: ReadonlyArray<CommandRecord>,
   taskId: string,
   jobName: string,
@@ -165,6 +174,18 @@ export const expectFailurePair = (
   expect(next?.taskId).toBe(taskId)
   expect(next?.key).toBe(taskId)
   expect(next?.data).toEqual({ taskIdentifier: taskId, field: "trigger_count", delta: 1 })
+  return { update, next }
+}
+
+/** `expectFailureCommands`, and the two records in the same transaction. */
+export const expectFailurePair = (
+  records: ReadonlyArray<CommandRecord>,
+  taskId: string,
+  jobName: string,
+  reason: string,
+  detail?: string | RegExp
+) => {
+  const { next, update } = expectFailureCommands(records, taskId, jobName, reason, detail)
   // one transaction: the two records came in one transactional record batch
   expect(update.batch.inTransaction).toBe(true)
   expect(next?.batch.firstOffset).toBe(update.batch.firstOffset)

@@ -183,15 +183,20 @@ export interface CommandLog {
 }
 
 /**
- * Reads `topic` from the start with a fresh group, read committed (aborted transactions never show),
- * for as long as the test runs. A consumer restart (e.g. across a broker restart) may deliver a
- * message again: records are kept by offset, once each.
+ * Reads `topic` from the start with a fresh group, read committed (aborted transactions never show)
+ * unless `readUncommitted` (every appended record shows, as the real controller reads), for as long
+ * as the test runs. A consumer restart (e.g. across a broker restart) may deliver a message again:
+ * records are kept by offset, once each.
  */
-export const commandLog = async (brokers: string, topic: string): Promise<CommandLog> => {
+export const commandLog = async (
+  brokers: string,
+  topic: string,
+  options: { readonly readUncommitted?: boolean } = {}
+): Promise<CommandLog> => {
   const byOffset = new Map<number, CommandRecord>()
   const consumer = kafka(brokers, "e2e-reader").consumer({
     groupId: `e2e-reader-${randomUUID()}`,
-    readUncommitted: false,
+    readUncommitted: options.readUncommitted ?? false,
     maxWaitTimeInMs: 100,
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,

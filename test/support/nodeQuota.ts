@@ -10,8 +10,12 @@ export interface PodQuota {
   readonly priorityClass: string
 }
 
-export const createPodQuota = async (clients: NodeClients, namespace: string, name: string): Promise<PodQuota> => {
-  const priorityClass = `${namespace}-no-pods`
+export const createPodQuota = async (
+  clients: NodeClients,
+  namespace: string,
+  name: string,
+  priorityClass = `${namespace}-no-pods`
+): Promise<PodQuota> => {
   await clients.kc.makeApiClient(k8s.SchedulingV1Api).createPriorityClass({
     body: {
       metadata: { name: priorityClass },
