@@ -87,7 +87,7 @@ describe.skipIf(node === undefined).concurrent("zombie failure modes on a real n
     await world?.close()
     if (world !== undefined) await removeNamespace(world)
     if (ctx !== undefined) await deletePodQuota(clients, ctx.quotaPriorityClass)
-  }, 60_000)
+  }, 150_000)
 
   afterEach(({ task }) => {
     if (task.result?.state === "fail" && executor !== undefined) {

@@ -9,6 +9,7 @@ import { type CommandRecord, isFailure, isIncrement, isSpawnNotification } from 
 import { names } from "./kube.js"
 import { defaultServiceAccount } from "./nodeCluster.js"
 import type { NodeInfo } from "./nodeEnv.js"
+import { eventually } from "./wait.js"
 
 const mergePatch = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch)
 
@@ -29,9 +30,10 @@ export const makeNodeWorld = (node: NodeInfo, label: string, agents: Readonly<Re
 
 /**
  * After the world's executors are gone: the finalizers they left on Jobs released, and the
- * namespace deleted (without waiting), so that a node kept for more runs does not fill up.
+ * namespace deleted, waiting (up to `timeoutMs`) until its pods are gone: a node kept for more runs
+ * does not fill up, and node-down.sh does not race the kubelet killing them.
  */
-export const removeNamespace = async (world: World) => {
+export const removeNamespace = async (world: World, timeoutMs = 90_000) => {
   const jobs = await world.kube.batch.listNamespacedJob({ namespace: world.namespace }).catch(() => ({ items: [] }))
   for (const job of jobs.items) {
     if (!(job.metadata?.finalizers ?? []).includes(names.finalizer)) continue
@@ -40,6 +42,10 @@ export const removeNamespace = async (world: World) => {
       .catch(() => undefined)
   }
   await world.kube.core.deleteNamespace({ name: world.namespace }).catch(() => undefined)
+  await eventually(`namespace ${world.namespace} deleted`, timeoutMs, () =>
+    world.kube.core.readNamespace({ name: world.namespace }).then(() => undefined, () => true), 500).catch((error: unknown) => {
+    console.warn(String(error))
+  })
 }
 
 const kindOf = (r: CommandRecord) =>
