@@ -21,7 +21,7 @@ import { uniqueSuffix } from "../support/kube.js"
 import { type NodeClients, nodeClients } from "../support/nodeCluster.js"
 import { requireNode } from "../support/nodeEnv.js"
 import { createPodQuota, deletePodQuota } from "../support/nodeQuota.js"
-import { conditionOf, type Recorder, type Seen, startRecorder, waitingReasons } from "../support/nodeRecorder.js"
+import { conditionOf, phaseOf, type Recorder, type Seen, startRecorder, waitingReasons } from "../support/nodeRecorder.js"
 import { expectRunCommands, makeNodeWorld, removeNamespace } from "../support/nodeWorld.js"
 import { eventually, sleep } from "../support/wait.js"
 import { latencyTable, type Sample, saveSamples } from "./latency.js"
@@ -36,8 +36,8 @@ const settleMs = s(fastSpec.zombieSweeperIntervalSeconds + 3)
 const jobTtlSeconds = 5
 
 const assigneeOf = (mode: string) => `fm-${mode}`
-/** The control: a Config whose Secret is created while its pods wait with CreateContainerConfigError. */
-const lateSecret = { mode: "late-secret", secretName: "agent-secret-created-late", graceSeconds: 60 }
+/** The control: a Config (one per repeat) whose Secret is created while its pod waits with CreateContainerConfigError. */
+const lateSecret = (repeat: number) => ({ mode: `late-secret-${repeat}`, secretName: `agent-secret-created-late-${repeat}`, graceSeconds: 60 })
 
 const created = (object: { readonly metadata?: { readonly creationTimestamp?: Date | string } } | Seen["job"] | undefined) => {
   const at = (object as { readonly metadata?: { readonly creationTimestamp?: unknown } } | undefined)?.metadata?.creationTimestamp
@@ -65,12 +65,10 @@ describe.skipIf(node === undefined).concurrent("zombie failure modes on a real n
     const base = { image: node!.images.agent, ...fastSpec }
     world = await makeNodeWorld(node!, "fm", {
       ...Object.fromEntries(modes.map((mode) => [assigneeOf(mode.name), { assignee: assigneeOf(mode.name), ...base, ...mode.spec(ctx) }])),
-      [assigneeOf(lateSecret.mode)]: {
-        assignee: assigneeOf(lateSecret.mode),
-        ...base,
-        secretName: lateSecret.secretName,
-        imagePullGraceSeconds: lateSecret.graceSeconds
-      }
+      ...Object.fromEntries(Array.from({ length: repeats }, (_, i) => lateSecret(i + 1)).map((late) => [
+        assigneeOf(late.mode),
+        { assignee: assigneeOf(late.mode), ...base, secretName: late.secretName, imagePullGraceSeconds: late.graceSeconds }
+      ]))
     })
     await createPodQuota(clients, world.namespace, ctx.quotaName, ctx.quotaPriorityClass)
     recorder = await startRecorder(world.kube.kc, world.namespace)
@@ -162,22 +160,19 @@ describe.skipIf(node === undefined).concurrent("zombie failure modes on a real n
       }, 240_000)
     }
 
+    const late = lateSecret(repeat)
     it(`control: a Secret created while the pod waits with CreateContainerConfigError, within the grace: no verdict${suffix}`, async () => {
-      const run = await spawnRun(assigneeOf(lateSecret.mode))
+      const run = await spawnRun(assigneeOf(late.mode))
       const waiting = await seen("CreateContainerConfigError", run.name, (o) =>
         o.kind === "Pod" && o.pods.some((p) => waitingReasons(p).includes("CreateContainerConfigError")), 60_000)
       await world.kube.core
         .createNamespacedSecret({
           namespace: world.namespace,
-          body: { metadata: { name: lateSecret.secretName }, stringData: { AGENT_STDOUT: "configured at last" } }
+          body: { metadata: { name: late.secretName }, stringData: { AGENT_STDOUT: "configured at last" } }
         })
-        .catch((error: unknown) => {
-          // the repeats share the Secret
-          if ((error as { readonly code?: unknown }).code !== 409) throw error
-        })
-      const started = await seen("the container running", run.name, (o) =>
-        o.kind === "Pod" && o.pods.some((p) => (p["status"] as { readonly phase?: string } | undefined)?.phase === "Succeeded"), 90_000)
-      expect(started.at - waiting.at, "the container ran within the grace").toBeLessThan(s(lateSecret.graceSeconds))
+      const succeeded = await seen("the pod Succeeded", run.name, (o) =>
+        o.kind === "Pod" && o.pods.some((p) => phaseOf(p) === "Succeeded"), 90_000)
+      expect(succeeded.at - waiting.at, "the container ran within the grace").toBeLessThan(s(late.graceSeconds))
       await expectNoVerdict(run)
     }, 240_000)
   }

@@ -1,6 +1,7 @@
 // Detection latency of the failure-mode suite: per mode, the time from the first bad status
 // Kubernetes wrote (as the suite's watch saw it) to the failure pair readable in Kafka.
-import { appendFileSync } from "node:fs"
+import { appendFileSync, readFileSync } from "node:fs"
+import { pathToFileURL } from "node:url"
 
 export interface Sample {
   readonly mode: string
@@ -40,3 +41,12 @@ export const saveSamples = (samples: ReadonlyArray<Sample>) => {
   if (file === undefined || file === "" || samples.length === 0) return
   appendFileSync(file, samples.map((s) => `${JSON.stringify(s)}\n`).join(""))
 }
+
+/** `npx tsx test/node/latency.ts FILE...`: the table of the samples NODE_LATENCY_OUT wrote. */
+const main = (files: ReadonlyArray<string>) => {
+  const samples = files.flatMap((file) =>
+    readFileSync(file, "utf8").split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line) as Sample))
+  console.log(latencyTable(samples))
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main(process.argv.slice(2))
