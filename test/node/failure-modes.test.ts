@@ -21,7 +21,7 @@ import { uniqueSuffix } from "../support/kube.js"
 import { type NodeClients, nodeClients } from "../support/nodeCluster.js"
 import { requireNode } from "../support/nodeEnv.js"
 import { createPodQuota, deletePodQuota } from "../support/nodeQuota.js"
-import { conditionOf, phaseOf, type Recorder, type Seen, startRecorder, waitingReasons } from "../support/nodeRecorder.js"
+import { conditionOf, metaOf, phaseOf, type Recorder, type Seen, startRecorder, waitingReasons } from "../support/nodeRecorder.js"
 import { expectRunCommands, makeNodeWorld, removeNamespace } from "../support/nodeWorld.js"
 import { eventually, sleep } from "../support/wait.js"
 import { latencyTable, type Sample, saveSamples } from "./latency.js"
@@ -39,10 +39,8 @@ const assigneeOf = (mode: string) => `fm-${mode}`
 /** The control: a Config (one per repeat) whose Secret is created while its pod waits with CreateContainerConfigError. */
 const lateSecret = (repeat: number) => ({ mode: `late-secret-${repeat}`, secretName: `agent-secret-created-late-${repeat}`, graceSeconds: 60 })
 
-const created = (object: { readonly metadata?: { readonly creationTimestamp?: Date | string } } | Seen["job"] | undefined) => {
-  const at = (object as { readonly metadata?: { readonly creationTimestamp?: unknown } } | undefined)?.metadata?.creationTimestamp
-  return at instanceof Date ? at.getTime() : typeof at === "string" ? Date.parse(at) : Number.NaN
-}
+/** A creationTimestamp (client-node gives a Date, the raw watch a string) as epoch ms. */
+const millisOf = (at: Date | string | undefined) => (at instanceof Date ? at.getTime() : at === undefined ? Number.NaN : Date.parse(at))
 
 /** How the run's pod ended, as the watch saw it last (for the variants of an exit-0 eviction). */
 const finalPhase = (recorder: Recorder, jobName: string) => {
@@ -100,7 +98,7 @@ describe.skipIf(node === undefined).concurrent("zombie failure modes on a real n
     const job = await world.kube.jobOf(world.namespace, taskId, 60_000)
     await spawnOf(world.log, taskId, 60_000)
     expect(hasFinalizer(job)).toBe(true)
-    return { taskId, name: job.metadata?.name ?? "", createdAt: created(job) }
+    return { taskId, name: job.metadata?.name ?? "", createdAt: millisOf(job.metadata?.creationTimestamp) }
   }
 
   const seen = (what: string, jobName: string, accept: (seen: Seen) => boolean, timeoutMs: number) =>
@@ -137,7 +135,11 @@ describe.skipIf(node === undefined).concurrent("zombie failure modes on a real n
 
     // never before the grace, counted from where the executor counts it
     const pod = first?.pods[0]
-    const graceFrom = mode.graceFrom === "job" ? run.createdAt : mode.graceFrom === "pod" ? created(pod ?? null) : (first?.at ?? 0)
+    const graceFrom = mode.graceFrom === "job"
+      ? run.createdAt
+      : mode.graceFrom === "pod"
+      ? millisOf(pod === undefined ? undefined : metaOf(pod).creationTimestamp)
+      : (first?.at ?? 0)
     expect(failure.receivedAt - graceFrom, "from where the grace counts to the verdict").toBeGreaterThanOrEqual(graceMs - 1_500)
     if (mode.dueAfterJob !== undefined) {
       // at the deadline (FailureTarget), not when the Job finally fails (a termination grace later)

@@ -118,6 +118,37 @@ const ephemeral16Mi = { resources: { limits: { "ephemeral-storage": "16Mi" } } }
 const evictedMessage = "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi."
 const atOnce = () => 0
 
+/** An ephemeral-storage eviction of a process that answers SIGTERM with `onSigterm` (agent.sh). */
+function eviction(name: string, title: string, onSigterm: string, replicas: number, summary: string): Mode {
+  return {
+    name,
+    title,
+    spec: () => ({ ...ephemeral16Mi, env: { AGENT_WRITE_MIB: "64", ...sleepForever, AGENT_ON_SIGTERM: onSigterm } }),
+    reason: "pod_evicted",
+    detail: () => [/^pod \S+ evicted: /, new RegExp(escape(evictedMessage))],
+    firstBad: evicted,
+    grace: atOnce,
+    record: { seconds: 60, replicas },
+    fixture: { summary, reason: "pod_evicted", after: 0, detail: evictedMessage }
+  }
+}
+
+/** A run killed at `activeDeadlineSeconds`, its process answering SIGTERM with `onSigterm`. */
+function deadlineKill(name: string, title: string, onSigterm: string, record: Mode["record"], summary: string): Mode {
+  return {
+    name,
+    title,
+    spec: () => ({ zombieJobTimeoutSeconds: deadlineSeconds, env: { ...sleepForever, AGENT_ON_SIGTERM: onSigterm } }),
+    reason: "deadline_exceeded",
+    detail: () => [new RegExp(`^Job exceeded activeDeadlineSeconds=${deadlineSeconds}$`)],
+    firstBad: jobCondition("FailureTarget"),
+    grace: atOnce,
+    dueAfterJob: deadlineSeconds,
+    record,
+    fixture: { summary, reason: "deadline_exceeded", after: 0, detail: `Job exceeded activeDeadlineSeconds=${deadlineSeconds}`, judgedAt: failureTarget }
+  }
+}
+
 export const invalidImage = "Bad:Image::x"
 export const missingSecret = "agent-secret-that-does-not-exist"
 
@@ -202,42 +233,20 @@ export const modes: ReadonlyArray<Mode> = [
       detail: "Error, exit 1"
     }
   },
-  {
-    name: "deadline-exit-0",
-    title: `activeDeadlineSeconds ${deadlineSeconds}, the process exits 0 on SIGTERM: deadline_exceeded at the deadline`,
-    spec: () => ({ zombieJobTimeoutSeconds: deadlineSeconds, env: { ...sleepForever, AGENT_ON_SIGTERM: "0" } }),
-    reason: "deadline_exceeded",
-    detail: () => [new RegExp(`^Job exceeded activeDeadlineSeconds=${deadlineSeconds}$`)],
-    firstBad: jobCondition("FailureTarget"),
-    grace: atOnce,
-    dueAfterJob: deadlineSeconds,
-    record: { seconds: 60, replicas: 3 },
-    fixture: {
-      summary: `activeDeadlineSeconds ${deadlineSeconds}, the process exits 0 on SIGTERM: FailureTarget DeadlineExceeded, the job controller deletes the pod, the pod ends Succeeded (Completed, exit 0), the Job Failed DeadlineExceeded`,
-      reason: "deadline_exceeded",
-      after: 0,
-      detail: `Job exceeded activeDeadlineSeconds=${deadlineSeconds}`,
-      judgedAt: failureTarget
-    }
-  },
-  {
-    name: "deadline-ignores-sigterm",
-    title: `activeDeadlineSeconds ${deadlineSeconds}, PID 1 ignores SIGTERM: deadline_exceeded at the deadline, not a grace later`,
-    spec: () => ({ zombieJobTimeoutSeconds: deadlineSeconds, env: { ...sleepForever, AGENT_ON_SIGTERM: "ignore" } }),
-    reason: "deadline_exceeded",
-    detail: () => [new RegExp(`^Job exceeded activeDeadlineSeconds=${deadlineSeconds}$`)],
-    firstBad: jobCondition("FailureTarget"),
-    grace: atOnce,
-    dueAfterJob: deadlineSeconds,
-    record: { seconds: 90 },
-    fixture: {
-      summary: `activeDeadlineSeconds ${deadlineSeconds}, PID 1 ignores SIGTERM: FailureTarget DeadlineExceeded, the pod killed after the 30 s termination grace (Error, exit 137), then the Job Failed DeadlineExceeded`,
-      reason: "deadline_exceeded",
-      after: 0,
-      detail: `Job exceeded activeDeadlineSeconds=${deadlineSeconds}`,
-      judgedAt: failureTarget
-    }
-  },
+  deadlineKill(
+    "deadline-exit-0",
+    `activeDeadlineSeconds ${deadlineSeconds}, the process exits 0 on SIGTERM: deadline_exceeded at the deadline`,
+    "0",
+    { seconds: 60, replicas: 3 },
+    `activeDeadlineSeconds ${deadlineSeconds}, the process exits 0 on SIGTERM: the job controller deletes the pod, FailureTarget DeadlineExceeded (the pod counted failed), the pod ends Succeeded (Completed, exit 0), the Job Failed DeadlineExceeded`
+  ),
+  deadlineKill(
+    "deadline-ignores-sigterm",
+    `activeDeadlineSeconds ${deadlineSeconds}, PID 1 ignores SIGTERM: deadline_exceeded at the deadline, not a grace later`,
+    "ignore",
+    { seconds: 90 },
+    `activeDeadlineSeconds ${deadlineSeconds}, PID 1 ignores SIGTERM: the job controller deletes the pod, FailureTarget DeadlineExceeded, the pod killed after the 30 s termination grace (Error, exit 137), then the Job Failed DeadlineExceeded`
+  ),
   {
     name: "unschedulable",
     title: "a cpu request of 64 on a 2-CPU node: Unschedulable past the grace: pod_not_scheduled",
@@ -275,38 +284,20 @@ export const modes: ReadonlyArray<Mode> = [
       detail: "exceeded quota: agent-quota, requested: pods=1, used: pods=0, limited: pods=0"
     }
   },
-  {
-    name: "evicted-ignores-sigterm",
-    title: "an ephemeral-storage limit exceeded, PID 1 ignores SIGTERM: pod Failed/Evicted: pod_evicted",
-    spec: () => ({ ...ephemeral16Mi, env: { AGENT_WRITE_MIB: "64", ...sleepForever, AGENT_ON_SIGTERM: "ignore" } }),
-    reason: "pod_evicted",
-    detail: () => [/^pod \S+ evicted: /, new RegExp(escape(evictedMessage))],
-    firstBad: evicted,
-    grace: atOnce,
-    record: { seconds: 60, replicas: 2 },
-    fixture: {
-      summary: "ephemeral-storage limit 16Mi exceeded, PID 1 ignores SIGTERM: kubelet Event Evicted, pod Failed reason Evicted; Job Failed BackoffLimitExceeded; no DisruptionTarget condition",
-      reason: "pod_evicted",
-      after: 0,
-      detail: evictedMessage
-    }
-  },
-  {
-    name: "evicted-exit-0",
-    title: "an ephemeral-storage limit exceeded, the process exits 0 on SIGTERM: pod Succeeded, Job Complete, only the Evicted Event tells (or, when the kubelet loses the container, pod Failed/Evicted): pod_evicted",
-    spec: () => ({ ...ephemeral16Mi, env: { AGENT_WRITE_MIB: "64", ...sleepForever, AGENT_ON_SIGTERM: "0" } }),
-    reason: "pod_evicted",
-    detail: () => [/^pod \S+ evicted: /, new RegExp(escape(evictedMessage))],
-    firstBad: evicted,
-    grace: atOnce,
-    record: { seconds: 60, replicas: 4 },
-    fixture: {
-      summary: "ephemeral-storage limit 16Mi exceeded, the process exits 0 on SIGTERM: kubelet Event Evicted; pod Succeeded (no reason), Job Complete",
-      reason: "pod_evicted",
-      after: 0,
-      detail: evictedMessage
-    }
-  },
+  eviction(
+    "evicted-ignores-sigterm",
+    "an ephemeral-storage limit exceeded, PID 1 ignores SIGTERM: pod Failed/Evicted: pod_evicted",
+    "ignore",
+    2,
+    "ephemeral-storage limit 16Mi exceeded, PID 1 ignores SIGTERM: kubelet Event Evicted, pod Failed reason Evicted; Job Failed BackoffLimitExceeded; no DisruptionTarget condition"
+  ),
+  eviction(
+    "evicted-exit-0",
+    "an ephemeral-storage limit exceeded, the process exits 0 on SIGTERM: pod Succeeded, Job Complete, only the Evicted Event tells (or, when the kubelet loses the container, pod Failed/Evicted): pod_evicted",
+    "0",
+    4,
+    "ephemeral-storage limit 16Mi exceeded, the process exits 0 on SIGTERM: kubelet Event Evicted; pod Succeeded (no reason), Job Complete"
+  ),
   {
     name: "exit-0-ttl",
     title: "a success with a small JOB_TTL_SECONDS_AFTER_FINISHED: nothing after the spawn, the Job goes",

@@ -178,14 +178,8 @@ export const expectFailureCommands = (
 }
 
 /** `expectFailureCommands`, and the two records in the same transaction. */
-export const expectFailurePair = (
-  records: ReadonlyArray<CommandRecord>,
-  taskId: string,
-  jobName: string,
-  reason: string,
-  detail?: string | RegExp
-) => {
-  const { next, update } = expectFailureCommands(records, taskId, jobName, reason, detail)
+export const expectFailurePair = (...args: Parameters<typeof expectFailureCommands>) => {
+  const { next, update } = expectFailureCommands(...args)
   // one transaction: the two records came in one transactional record batch
   expect(update.batch.inTransaction).toBe(true)
   expect(next?.batch.firstOffset).toBe(update.batch.firstOffset)

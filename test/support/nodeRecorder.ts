@@ -39,14 +39,20 @@ export interface Seen extends Observation {
   readonly pods: ReadonlyArray<RawObject>
 }
 
-type Meta = { readonly name?: string; readonly uid?: string; readonly resourceVersion?: string; readonly ownerReferences?: ReadonlyArray<{ readonly kind?: string; readonly name?: string }> }
+interface Meta {
+  readonly name?: string
+  readonly uid?: string
+  readonly resourceVersion?: string
+  readonly creationTimestamp?: string
+  readonly ownerReferences?: ReadonlyArray<{ readonly kind?: string; readonly name?: string }>
+}
 
 export const metaOf = (object: RawObject): Meta => (object["metadata"] ?? {}) as Meta
 export const nameOf = (object: RawObject): string => metaOf(object).name ?? ""
 
 const ownerJob = (pod: RawObject): string | undefined => metaOf(pod).ownerReferences?.find((r) => r.kind === "Job")?.name
 
-/** A pod of `jobName`'s: owned by it, or (a pod whose owner reference is gone) named after it. */
+/** A pod of `jobName`: its owner reference names the Job. */
 const isPodOf = (pod: RawObject, jobName: string) => (ownerJob(pod) ?? "") === jobName
 
 const involvedName = (event: RawObject) => String((event["involvedObject"] as { readonly name?: unknown } | undefined)?.name ?? "")
@@ -182,8 +188,3 @@ export const podReasonOf = (pod: RawObject) => statusOf(pod).reason
 export const waitingReasons = (pod: RawObject) => containersOf(pod).flatMap((c) => c.state?.waiting?.reason ?? [])
 export const terminatedOf = (pod: RawObject) => containersOf(pod).flatMap((c) => c.state?.terminated ?? [])
 export const eventReason = (event: RawObject) => String(event["reason"] ?? "")
-/** An Event's first time (second precision), as epoch ms. */
-export const eventFirstTime = (event: RawObject): number | undefined => {
-  const t = event["firstTimestamp"] ?? event["eventTime"] ?? (event["metadata"] as { readonly creationTimestamp?: unknown } | undefined)?.creationTimestamp
-  return typeof t === "string" ? Date.parse(t) : undefined
-}

@@ -5,7 +5,7 @@ import * as k8s from "@kubernetes/client-node"
 import { expect } from "vitest"
 import { makeWorld, type World } from "./harness.js"
 import type { InfraInfo } from "./infraEnv.js"
-import { type CommandRecord, isFailure, isIncrement, isSpawnNotification } from "./kafka.js"
+import { type CommandLog, type CommandRecord, isFailure, isIncrement, isSpawnNotification } from "./kafka.js"
 import { names } from "./kube.js"
 import { defaultServiceAccount } from "./nodeCluster.js"
 import type { NodeInfo } from "./nodeEnv.js"
@@ -61,4 +61,20 @@ export const expectRunCommands = (records: ReadonlyArray<CommandRecord>, taskId:
   const spawn = ["increment", "spawn notification"]
   expect(mine.map(kindOf), `the commands of task ${taskId}`).toEqual(zombie ? [...spawn, "failure", "increment"] : spawn)
   expect(mine.every((r) => r.key === taskId)).toBe(true)
+}
+
+/**
+ * The records a read-uncommitted reader got that a read-committed one never gets (`committed` reads
+ * the same topic): those of transactions the broker aborted. Waits (up to `timeoutMs`) until the
+ * committed reader has passed the uncommitted one's last record.
+ */
+export const abortedRecords = async (uncommitted: CommandLog, committed: CommandLog, timeoutMs = 30_000) => {
+  const last = uncommitted.all().at(-1)
+  if (last === undefined) return []
+  await committed
+    .waitFor(`the read-committed reader at offset ${last.offset}`, timeoutMs, (all) => (all.some((r) => r.offset >= last.offset) ? true : undefined))
+    .catch(() => undefined)
+  const delivered = new Set(committed.all().map((r) => r.offset))
+  const reached = committed.all().at(-1)?.offset ?? -1
+  return uncommitted.all().filter((r) => r.offset < reached && !delivered.has(r.offset))
 }
