@@ -114,7 +114,7 @@ describe.skipIf(infra === undefined)("broker and API server faults under the run
     const resumed = await spawnOf(world.log, later, 90_000)
     console.info(`broker fault: a new task event spawned ${resumed.notification.receivedAt - failure.receivedAt} ms after the verdict`)
 
-    // a fresh read-committed reader of the whole topic: exactly one failure pair, one increment for it
+    // a fresh reader of the whole topic (uncommitted): exactly one failure pair, one increment for it
     // (a sweeper interval after the verdict: a late duplicate would show)
     await sleep(Math.max(0, failure.receivedAt + settleMs - Date.now()))
     const fresh = await commandLog(world.infra.kafkaBrokers, world.topics.request)

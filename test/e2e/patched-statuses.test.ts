@@ -56,7 +56,7 @@ describe.skipIf(infra === undefined).concurrent("statuses one node cannot produc
     }
   })
 
-  /** Spawns a run for a fresh task and returns its Job (with the finalizer of D6.3). */
+  /** Spawns a run for a fresh task and returns its Job (with our finalizer, docs/decisions.md#finalizer). */
   const spawnRun = async () => {
     const taskId = newTaskId()
     await world.publishTasks([{ taskId, assignee: agent }])
@@ -91,7 +91,7 @@ describe.skipIf(infra === undefined).concurrent("statuses one node cannot produc
     expect(commandCounts(world.log.all(), run.taskId)).toEqual({
       spawnNotifications: 1,
       failures: 1,
-      increments: 2, // the spawn's and the failure's (D5: a zombie attempt costs two)
+      increments: 2, // the spawn's and the failure's (docs/decisions.md#doctrine: a zombie attempt costs two)
       total: 4,
       keyedByTask: true
     })
@@ -117,7 +117,7 @@ describe.skipIf(infra === undefined).concurrent("statuses one node cannot produc
     await sleep(2_000)
     await patchPod(pod.name, podStatus.succeeded(image))
     await world.kube.patchJobStatus(world.namespace, run.name, jobStatus.complete(run.job.metadata?.creationTimestamp))
-    // settled: the executor lets go of the Job (D6.3) and never publishes for it
+    // settled: the executor lets go of the Job (docs/decisions.md#finalizer) and never publishes for it
     const released = await eventually(`finalizer of ${run.name} released`, 20_000, async () => {
       const job = await world.kube.getJob(world.namespace, run.name)
       return job !== undefined && !hasFinalizer(job) ? job : undefined

@@ -15,7 +15,7 @@
 // NODE_LATENCY_OUT=<file> the samples are appended there as JSON lines).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import type { ExecutorProcess } from "../support/executorProcess.js"
-import { expectFailureCommands, expectZombieEvent, failureOf, hasFinalizer, newTaskId, spawnOf, type World } from "../support/harness.js"
+import { expectFailurePair, expectZombieEvent, failureOf, hasFinalizer, newTaskId, spawnOf, type World } from "../support/harness.js"
 import { detailOf, isFailure } from "../support/kafka.js"
 import { uniqueSuffix } from "../support/kube.js"
 import { type NodeClients, nodeClients } from "../support/nodeCluster.js"
@@ -128,7 +128,7 @@ describe.skipIf(node === undefined).concurrent("zombie failure modes on a real n
     await expectZombieEvent(world.kube, world.namespace, run.name, mode.reason)
     const wait = failure.receivedAt + settleMs - Date.now()
     if (wait > 0) await sleep(wait)
-    const { update } = expectFailureCommands(world.log.all(), run.taskId, run.name, mode.reason)
+    const { update } = expectFailurePair(world.log.all(), run.taskId, run.name, mode.reason)
     for (const pattern of mode.detail(ctx)) expect(detailOf(update), "the detail").toMatch(pattern)
     expectRunCommands(world.log.all(), run.taskId, true)
     expect(await world.kube.jobsOf(world.namespace, run.taskId)).toEqual([])

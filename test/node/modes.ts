@@ -24,7 +24,7 @@ export interface ModeContext {
   readonly quotaName: string
 }
 
-/** Graces at their floors (decisions D4.6), so that the suite takes seconds, not minutes. */
+/** Graces at their floors (docs/decisions.md#bounds), so that the suite takes seconds, not minutes. */
 export const fastSpec = {
   heartbeat: "5m",
   taskTypes: ["llm"],

@@ -1,19 +1,20 @@
 // `kill -9` of the real `run` process in the middle of its work on the real node, and a fresh one
-// started in its place (same consumer group): runs are recovered from the labelled Jobs (D4.8), no
-// Job and no spawn is duplicated (D6.1), what happened while no executor ran is judged once: a pod
-// that crashed (Kubernetes wrote it) and a Job an operator deleted, which recovery judges
-// `executor_watch_lost` (D6.3) within 60 s. The request topic is read uncommitted, as the real
+// started in its place (same consumer group): runs are recovered from the labelled Jobs
+// (docs/decisions.md#recovery), no Job and no spawn is duplicated (docs/decisions.md#job-name), what
+// happened while no executor ran is judged once: a pod that crashed (Kubernetes wrote it) and a Job
+// an operator deleted, which recovery judges `executor_watch_lost` (docs/decisions.md#finalizer)
+// within 60 s. The request topic is read uncommitted, as the real
 // controller reads it.
 //
 // NODE_REPEATS=N runs it N times, one after another (for the latency table of docs/operations.md;
 // with NODE_LATENCY_OUT=<file> the samples are appended there as JSON lines).
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { ExecutorProcess } from "../support/executorProcess.js"
-import { expectFailureCommands, expectZombieEvent, failureOf, hasFinalizer, newTaskId, spawnOf, type World } from "../support/harness.js"
-import { type CommandLog, commandLog, detailOf } from "../support/kafka.js"
+import { expectFailurePair, expectZombieEvent, failureOf, hasFinalizer, newTaskId, spawnOf, type World } from "../support/harness.js"
+import { detailOf } from "../support/kafka.js"
 import { requireNode } from "../support/nodeEnv.js"
 import { conditionOf, phaseOf, type Recorder, startRecorder, terminatedOf } from "../support/nodeRecorder.js"
-import { abortedRecords, expectRunCommands, makeNodeWorld, removeNamespace } from "../support/nodeWorld.js"
+import { expectRunCommands, makeNodeWorld, removeNamespace } from "../support/nodeWorld.js"
 import { eventually, sleep } from "../support/wait.js"
 import { latencyTable, type Sample, saveSamples } from "./latency.js"
 import { fastSpec } from "./modes.js"
@@ -28,7 +29,6 @@ const crasher = "rs-crash"
 describe.skipIf(node === undefined)("kill -9 and restart of the run service on a real node", () => {
   let world: World | undefined
   let recorder: Recorder | undefined
-  let committed: CommandLog | undefined
   let processes: Array<ExecutorProcess> = []
   const samples: Array<Sample> = []
 
@@ -42,7 +42,6 @@ describe.skipIf(node === undefined)("kill -9 and restart of the run service on a
       [crasher]: { assignee: crasher, ...base, env: { AGENT_SLEEP: "30", AGENT_EXIT: "1" } }
     })
     recorder = await startRecorder(world.kube.kc, world.namespace)
-    committed = await commandLog(world.infra.kafkaBrokers, world.topics.request)
   }, 120_000)
 
   afterEach(async ({ task }) => {
@@ -50,7 +49,6 @@ describe.skipIf(node === undefined)("kill -9 and restart of the run service on a
       for (const p of processes) console.error(`--- ${p.name} log (last lines) ---\n${p.logTail(100)}`)
     }
     await recorder?.stop()
-    await committed?.stop()
     await world?.close()
     if (world !== undefined) await removeNamespace(world)
   }, 150_000)
@@ -135,7 +133,7 @@ describe.skipIf(node === undefined)("kill -9 and restart of the run service on a
       await expectZombieEvent(world.kube, world.namespace, crashJob, "pod_crash_no_stdout")
 
       // the burst: every task has exactly one Job, spawned once (a kill between the create and the
-      // commit redelivers the event: the redo finds the Job and publishes what was lost, D6.1)
+      // commit redelivers the event: the redo finds the Job and publishes what was lost, docs/decisions.md#spawn-order)
       for (const taskId of burst) {
         await world.kube.jobOf(world.namespace, taskId, 90_000)
         await spawnOf(world.log, taskId, 90_000)
@@ -151,9 +149,9 @@ describe.skipIf(node === undefined)("kill -9 and restart of the run service on a
 
       // a sweeper interval after the verdicts: still nothing twice
       await sleep(Math.max(0, Math.max(lost.receivedAt, crashVerdict.receivedAt) + 13_000 - Date.now()))
-      const all = await readUncommitted(world)
-      expectFailureCommands(all, deletedWhileDown, jobs.get(deletedWhileDown)!, "executor_watch_lost")
-      const { update } = expectFailureCommands(all, crashedWhileDown, crashJob, "pod_crash_no_stdout")
+      const all = world.log.all()
+      expectFailurePair(all, deletedWhileDown, jobs.get(deletedWhileDown)!, "executor_watch_lost")
+      const { update } = expectFailurePair(all, crashedWhileDown, crashJob, "pod_crash_no_stdout")
       expect(detailOf(update)).toBe("Error, exit 1")
       for (const taskId of [deletedWhileDown, crashedWhileDown]) expectRunCommands(all, taskId, true)
       for (const taskId of [healthy, ...burst]) {
@@ -168,25 +166,6 @@ describe.skipIf(node === undefined)("kill -9 and restart of the run service on a
       samples.push({ mode: "executor_watch_lost (recovery)", ms: lost.receivedAt - startedAt, graceMs: 0 })
       samples.push({ mode: "pod_crash_no_stdout while down (recovery)", ms: crashVerdict.receivedAt - startedAt, graceMs: 0 })
     }, 360_000)
-  }
-
-  /**
-   * What the controller reads (uncommitted). Known product bug, fixed by the exactly-once publisher
-   * that replaces the transactional one: a kill -9 in the middle of a spawn's transaction leaves its
-   * records in the log, aborted; a read-uncommitted reader gets them, and the redo publishes the
-   * pair again. Unless E2E_STRICT=1 those records (and only those: a read-committed reader of the
-   * same topic never got them) are set aside, and counted.
-   */
-  const readUncommitted = async (world: World) => {
-    if (committed === undefined) throw new Error("no read-committed log")
-    const aborted = await abortedRecords(world.log, committed)
-    if (aborted.length === 0 || process.env["E2E_STRICT"] === "1") return world.log.all()
-    console.warn(
-      `known bug (transactional publisher): ${aborted.length} records of aborted transactions read uncommitted: ` +
-        aborted.map((r) => `${r.offset} ${r.operation} ${r.taskId}`).join(", ")
-    )
-    const skip = new Set(aborted.map((r) => r.offset))
-    return world.log.all().filter((r) => !skip.has(r.offset))
   }
 
   const theWorld = () => {

@@ -69,7 +69,6 @@ export interface ExecutorEnv {
   readonly NAMESPACE: string
   readonly TOPIC_PREFIX: string
   readonly BRANCH?: string
-  readonly KAFKA_TRANSACTIONAL_ID: string
   readonly KAFKA_GROUP_ID: string
   readonly [key: string]: string | undefined
 }

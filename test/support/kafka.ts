@@ -1,5 +1,5 @@
-// The broker side of the end-to-end tests: the controller producing task events, and a
-// read-committed reader of the request topic (what the controller consumes).
+// The broker side of the end-to-end tests: the controller producing task events, and a reader of
+// the request topic that reads uncommitted, as the controller does (docs/contract.md#what-the-controller-does-with-them).
 import { randomUUID } from "node:crypto"
 import { Kafka, logLevel } from "kafkajs"
 import { eventually } from "./wait.js"
@@ -119,18 +119,20 @@ export const taskEvent = (input: TaskEventInput) => ({
 })
 
 // ---------------------------------------------------------------------------------------------
-// the request topic, read committed
+// the request topic, read uncommitted
 // ---------------------------------------------------------------------------------------------
 
 export interface CommandRecord {
   readonly offset: number
+  /** The message value as sent. */
+  readonly raw: string
   readonly key: string | null
   readonly operation: string
   readonly taskId: string
   readonly data: Record<string, unknown>
   readonly updates: Record<string, unknown> | undefined
   readonly body: { readonly heading: string; readonly section: string } | undefined
-  /** The record batch it came in: one transaction's records of a partition share one batch. */
+  /** The record batch it came in: the records one send appended to a partition share one batch. */
   readonly batch: { readonly firstOffset: string; readonly inTransaction: boolean; readonly producerId: string }
   readonly receivedAt: number
 }
@@ -148,6 +150,7 @@ const parse = (offset: number, key: string | null, value: string, batch: BatchCo
   const body = data["body"]
   return {
     offset,
+    raw: value,
     key,
     operation: String(envelope.operation),
     taskId: String(data["taskIdentifier"]),
@@ -175,7 +178,7 @@ export const detailOf = (r: CommandRecord): string | undefined =>
   /^- \*\*Detail:\*\* (.*)$/m.exec(r.body?.section ?? "")?.[1]
 
 export interface CommandLog {
-  /** Every committed command so far, in offset order, each offset once. */
+  /** Every command appended so far, in offset order, each offset once. */
   readonly all: () => ReadonlyArray<CommandRecord>
   readonly forTask: (taskId: string) => ReadonlyArray<CommandRecord>
   readonly waitFor: <A>(what: string, timeoutMs: number, probe: (all: ReadonlyArray<CommandRecord>) => A | undefined) => Promise<A>
@@ -183,20 +186,16 @@ export interface CommandLog {
 }
 
 /**
- * Reads `topic` from the start with a fresh group, read committed (aborted transactions never show)
- * unless `readUncommitted` (every appended record shows, as the real controller reads), for as long
- * as the test runs. A consumer restart (e.g. across a broker restart) may deliver a message again:
- * records are kept by offset, once each.
+ * Reads `topic` from the start with a fresh group, read uncommitted like the controller (every
+ * appended record counts, whatever became of its transaction), for as long as the test runs. A
+ * consumer restart (e.g. across a broker restart) may deliver a message again: records are kept by
+ * offset, once each, so a command that is in the log twice shows twice.
  */
-export const commandLog = async (
-  brokers: string,
-  topic: string,
-  options: { readonly readUncommitted?: boolean } = {}
-): Promise<CommandLog> => {
+export const commandLog = async (brokers: string, topic: string): Promise<CommandLog> => {
   const byOffset = new Map<number, CommandRecord>()
   const consumer = kafka(brokers, "e2e-reader").consumer({
     groupId: `e2e-reader-${randomUUID()}`,
-    readUncommitted: options.readUncommitted ?? false,
+    readUncommitted: true,
     maxWaitTimeInMs: 100,
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,

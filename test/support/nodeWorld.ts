@@ -1,11 +1,11 @@
 // The end-to-end world of test/support/harness.ts on the real node: the real `run` service with the
 // node's admin kubeconfig and its Kafka (127.0.0.1:9092), a namespace that can take pods, and the
-// request topic read uncommitted, as the real controller reads it.
+// request topic read uncommitted, as the real controller reads it (as every world does).
 import * as k8s from "@kubernetes/client-node"
 import { expect } from "vitest"
 import { makeWorld, type World } from "./harness.js"
 import type { InfraInfo } from "./infraEnv.js"
-import { type CommandLog, type CommandRecord, isFailure, isIncrement, isSpawnNotification } from "./kafka.js"
+import { type CommandRecord, isFailure, isIncrement, isSpawnNotification } from "./kafka.js"
 import { names } from "./kube.js"
 import { defaultServiceAccount } from "./nodeCluster.js"
 import type { NodeInfo } from "./nodeEnv.js"
@@ -24,7 +24,6 @@ export const nodeInfra = (node: NodeInfo): InfraInfo => ({
 
 export const makeNodeWorld = (node: NodeInfo, label: string, agents: Readonly<Record<string, object>>) =>
   makeWorld(nodeInfra(node), label, agents, {
-    readUncommitted: true,
     namespaceReady: (kube, namespace) => defaultServiceAccount(kube.core, namespace).then(() => undefined)
   })
 
@@ -63,18 +62,3 @@ export const expectRunCommands = (records: ReadonlyArray<CommandRecord>, taskId:
   expect(mine.every((r) => r.key === taskId)).toBe(true)
 }
 
-/**
- * The records a read-uncommitted reader got that a read-committed one never gets (`committed` reads
- * the same topic): those of transactions the broker aborted. Waits (up to `timeoutMs`) until the
- * committed reader has passed the uncommitted one's last record.
- */
-export const abortedRecords = async (uncommitted: CommandLog, committed: CommandLog, timeoutMs = 30_000) => {
-  const last = uncommitted.all().at(-1)
-  if (last === undefined) return []
-  await committed
-    .waitFor(`the read-committed reader at offset ${last.offset}`, timeoutMs, (all) => (all.some((r) => r.offset >= last.offset) ? true : undefined))
-    .catch(() => undefined)
-  const delivered = new Set(committed.all().map((r) => r.offset))
-  const reached = committed.all().at(-1)?.offset ?? -1
-  return uncommitted.all().filter((r) => r.offset < reached && !delivered.has(r.offset))
-}

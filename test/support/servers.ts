@@ -43,8 +43,11 @@ export interface StoppedServer {
   readonly killed: boolean
 }
 
-/** SIGTERM to the server's process group; SIGKILL after `graceMs`. Keeps its command line for `restart`. */
-export const stopServer = async (runDir: string, name: ServerName, graceMs = 20_000): Promise<StoppedServer> => {
+/**
+ * SIGTERM to the server's process group; SIGKILL after `graceMs` (at once with `kill9`). Keeps its
+ * command line for `restart`.
+ */
+export const stopServer = async (runDir: string, name: ServerName, graceMs = 20_000, kill9 = false): Promise<StoppedServer> => {
   const pid = serverPid(runDir, name)
   if (!isAlive(pid)) throw new Error(`${name} (pid ${pid}) is not running`)
   const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a !== "")
@@ -56,8 +59,8 @@ export const stopServer = async (runDir: string, name: ServerName, graceMs = 20_
     // the data paths are absolute anyway
   }
   const started = Date.now()
-  signalGroup(pid, "SIGTERM")
-  let killed = false
+  signalGroup(pid, kill9 ? "SIGKILL" : "SIGTERM")
+  let killed = kill9
   while (isAlive(pid)) {
     if (Date.now() - started > graceMs && !killed) {
       signalGroup(pid, "SIGKILL")
@@ -99,10 +102,13 @@ const startedCount = (runDir: string) => {
   return existsSync(file) ? readFileSync(file, "utf8").split("Kafka Server started").length - 1 : 0
 }
 
-/** Stops the broker; `start()` brings it back on the same data dir and waits until it serves. */
-export const stopKafka = async (runDir: string, port: number) => {
+/**
+ * Stops the broker (SIGTERM, or kill -9 with `kill9`); `start()` brings it back on the same data
+ * dir and waits until it serves.
+ */
+export const stopKafka = async (runDir: string, port: number, kill9 = false) => {
   const before = startedCount(runDir)
-  const stopped = await stopServer(runDir, "kafka")
+  const stopped = await stopServer(runDir, "kafka", 20_000, kill9)
   return {
     stopped,
     start: async () => {

@@ -1,9 +1,8 @@
 import { fileURLToPath } from "node:url"
-import { NodeRuntime } from "@effect/platform-node"
-import { ConfigError, Effect, Either, Layer } from "effect"
-import * as Run from "./run/Run.js"
-import { runConfig } from "./run/RunConfig.js"
-import { type OutputFormat, runSimulateCommand } from "./simulate/Command.js"
+import type { OutputFormat } from "./simulate/Command.js"
+
+// Each command imports what it needs when it starts: `--help` loads nothing else, `simulate` never
+// loads the cluster and broker clients, and `run` never loads the in-memory world.
 
 const usage = `usage:
   executor simulate <scenario.yaml|scenario.json> [--output jsonl|table]
@@ -17,7 +16,7 @@ const fail = (message: string, code: number): never => {
   process.exit(code)
 }
 
-const simulateCommand = (args: ReadonlyArray<string>) => {
+const simulateCommand = async (args: ReadonlyArray<string>) => {
   let file: string | undefined
   let output: OutputFormat = "table"
   for (let i = 0; i < args.length; i++) {
@@ -33,9 +32,10 @@ const simulateCommand = (args: ReadonlyArray<string>) => {
     }
   }
   if (file === undefined) return fail(`simulate: missing scenario file\n${usage}`, 2)
+  const [{ Effect }, { runSimulateCommand }] = await Promise.all([import("effect"), import("./simulate/Command.js")])
   // A simulation that never settles must not look like a success.
   process.exitCode = 1
-  Effect.runPromise(
+  await Effect.runPromise(
     runSimulateCommand(file, output).pipe(
       Effect.tap(() => Effect.sync(() => (process.exitCode = 0))),
       Effect.catchTag("InvalidScenario", (error) => Effect.sync(() => fail(error.message, 2)))
@@ -44,7 +44,13 @@ const simulateCommand = (args: ReadonlyArray<string>) => {
 }
 
 /** The service: every setting validated first, with one clear message per problem. */
-const runCommand = () => {
+const runCommand = async () => {
+  const [NodeRuntime, { ConfigError, Effect, Either, Layer }, Run, { runConfig }] = await Promise.all([
+    import("@effect/platform-node/NodeRuntime"),
+    import("effect"),
+    import("./run/Run.js"),
+    import("./run/RunConfig.js")
+  ])
   const config = Effect.runSync(Effect.either(runConfig))
   if (Either.isLeft(config)) {
     const problems: ReadonlyArray<string> = ConfigError.reduceWithContext<undefined, Array<string>>(config.left, undefined, {
@@ -60,16 +66,18 @@ const runCommand = () => {
   NodeRuntime.runMain(Layer.launch(Run.layer(config.right)), { disablePrettyLogger: true })
 }
 
+const started = (command: Promise<void>) => command.catch((error: unknown) => fail(`start failed: ${String(error)}`, 1))
+
 const [command, ...rest] = process.argv.slice(2)
 switch (command) {
   case undefined:
-    simulateCommand([tour])
+    void started(simulateCommand([tour]))
     break
   case "simulate":
-    simulateCommand(rest)
+    void started(simulateCommand(rest))
     break
   case "run":
-    runCommand()
+    void started(runCommand())
     break
   case "help":
   case "--help":

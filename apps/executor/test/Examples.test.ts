@@ -225,6 +225,29 @@ const expected: Readonly<Record<string, Expected>> = {
     expect(first?.deleted).toBeGreaterThanOrEqual(failure[0]?.t ?? Infinity)
     expect(run.jobsOf(A)[1]?.t).toBeGreaterThanOrEqual(s(302))
   }),
+  // Three sends whose answers are lost after the append (the spawn at 10 s, the failure pair at 16 s,
+  // the retry's spawn): each is read back and found, never sent again. The controller model, which
+  // applies every record it sees, gets each command once: spawn + failure + spawn = 3.
+  "kafka-ack-lost.yaml": failureMode("pod_config_error", 16, (run) => {
+    expect(run.interventions.map((i) => [i.what, i.t])).toEqual([
+      ["kafkaAckLost", s(5)],
+      ["kafkaAckLost", s(12)]
+    ])
+    expect(run.commands.filter((c) => c.key === A).map((c) => classify(c)._tag)).toEqual([
+      "TriggerIncrement",
+      "SpawnUpdate",
+      "FailureUpdate",
+      "TriggerIncrement",
+      "TriggerIncrement",
+      "SpawnUpdate",
+      // the agent's result
+      "Other"
+    ])
+    const [first, retry] = run.jobsOf(A)
+    expect(first?.t).toBe(s(10))
+    expect(run.failureOf(first?.job ?? "")).toEqual([{ t: s(16), increments: 1 }])
+    expect(retry?.t).toBeGreaterThan(s(16))
+  }),
   // A verdict decided while the broker is down, then the executor restarts before the broker is back:
   // the mark on the Job (D6.2) carries it over; one verdict line, published once after 302 s.
   "verdict-survives-restart.yaml": failureMode("pod_config_error", 6, (run) => {

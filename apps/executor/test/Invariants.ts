@@ -12,8 +12,8 @@
  *   (c) at the end every task is completed, or in the operator inbox (assignee ""), or has an active Job;
  *   (d) every failure verdict (source ≠ dispatch) is published exactly once as the failure pair of D5:
  *       one `update-frontmatter` `{current_job: ""}` whose `## Failure` section names that Job, and one
- *       `increment-frontmatter` `trigger_count` +1 for the same key committed at the same `t` (one
- *       transaction); every type mismatch (dispatch verdict) exactly once as its single update; the
+ *       `increment-frontmatter` `trigger_count` +1 for the same key appended at the same `t` (one
+ *       record batch); every type mismatch (dispatch verdict) exactly once as its single update; the
  *       executor never writes phase or status, and assignee/previous_assignee only for a type mismatch;
  *   (e) every command's `key` is its `data.taskIdentifier`.
  *
@@ -413,7 +413,7 @@ export const checkInvariants = (input: string | ReadonlyArray<unknown>): Readonl
       violations.push({ invariant: "d", t: command.line.t, message: `trigger_count incremented by ${command.delta}` })
     }
   }
-  // One transaction: at one (key, t), every failure update and every spawn notification has its own
+  // One batch: at one (key, t), every failure update and every spawn notification has its own
   // trigger_count increment, and no increment is alone.
   const groups = new Map<string, { failures: number; spawns: number; increments: number; key: string; t: number }>()
   for (const command of executorCommands) {

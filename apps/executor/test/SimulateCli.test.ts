@@ -4,7 +4,6 @@
  * process shows: stdout carries JSON Lines alone (a JSON scenario file), the exit codes, one message
  * on stderr, and the table (the tour, with no arguments).
  */
-import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -14,6 +13,7 @@ import { Effect, Either } from "effect"
 import { runSimulateCommand } from "../src/simulate/Command.js"
 import { validate } from "../src/simulate/Scenario.js"
 import { checkInvariants, formatViolation, parseRun } from "./Invariants.js"
+import { type Exit, runNode } from "./NodeProcess.js"
 
 const root = fileURLToPath(new URL("../../../", import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), "simulate-cli-"))
@@ -101,6 +101,12 @@ describe("simulate: invalid scenarios (in-process)", () => {
     expectClear(invalid({ ...base(), events: [{ at: "2m", kafkaDown: "1m" }, { at: "1m", kafkaDown: "1m" }] }), "events")
   })
 
+  it("kafkaAckLost takes a positive whole number of publish calls", () => {
+    for (const bad of [0, -1, 1.5, "2"]) {
+      expectClear(invalid({ ...base(), events: [{ at: "1m", kafkaAckLost: bad }] }), "events[0].kafkaAckLost")
+    }
+  })
+
   it("a bad duration inside an event names the event's field", () => {
     expectClear(invalid({ ...base(), events: [{ at: "1m", kafkaDown: "soon" }] }), "events[0].kafkaDown")
   })
@@ -145,26 +151,8 @@ describe("simulate: scenario files (in-process)", () => {
 // ---------------------------------------------------------------------------------------------------
 // Real processes
 
-interface Exit {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
 const cli = (args: ReadonlyArray<string>): Promise<Exit> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "apps/executor/src/main.ts", ...args], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 60_000
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+  runNode(["--import", "tsx", "apps/executor/src/main.ts", ...args], { cwd: root })
 
 describe("simulate: the process", () => {
   let jsonl: Exit

@@ -4,15 +4,10 @@ import { Dispatcher } from "./Dispatcher.js"
 import * as Metrics from "./Metrics.js"
 import { Readiness } from "./Readiness.js"
 import { transientBackoff } from "./Retry.js"
-import { type ConsumedMessage, TaskEventSource } from "./TaskEventSource.js"
+import { type ConsumedMessage, ConsumeError, TaskEventSource } from "./TaskEventSource.js"
 
 const skipped = (why: string) => Metric.increment(Metric.tagged(Metrics.skippedEvents, "why", why))
 
-/**
- * Consumes task events in partition order. An offset is committed only once its event is handled:
- * inside the spawn (or failure) transaction, or alone for a skip. A transient failure holds the
- * partition and handles the same event again after a back-off; nothing is dropped.
- */
 /**
  * After a broker outage consuming should resume within seconds of the broker's return: the back-off
  * stays short and starts over once a minute has passed, so a failure after days of service does not
@@ -20,6 +15,11 @@ const skipped = (why: string) => Metric.increment(Metric.tagged(Metrics.skippedE
  */
 const resubscribe = transientBackoff("10 seconds").pipe(Schedule.resetAfter("1 minute"))
 
+/**
+ * Consumes task events in partition order. An offset is committed only once its event is handled,
+ * that is once every command it caused is known to be in the request topic. A transient failure
+ * holds the partition and handles the same event again after a back-off; nothing is dropped.
+ */
 export const ConsumerLive = Layer.scopedDiscard(
   Effect.gen(function* () {
     const source = yield* TaskEventSource
@@ -48,7 +48,7 @@ export const ConsumerLive = Layer.scopedDiscard(
           )
           return yield* commit(message)
         }
-        const handled = yield* dispatcher.handle(decoded.right, Option.some(message.offset)).pipe(
+        yield* dispatcher.handle(decoded.right, Option.some(message.offset)).pipe(
           Effect.tapError((error) =>
             Effect.zipRight(
               Metric.increment(Metric.tagged(Metrics.taskEvents, "result", "error")),
@@ -57,7 +57,7 @@ export const ConsumerLive = Layer.scopedDiscard(
           ),
           Effect.retry(transientBackoff())
         )
-        if (!handled.committed) yield* commit(message)
+        yield* commit(message)
       })
 
     /** A defect while handling one message (a bug, not bad luck) skips it: it never stops the consumer. */
@@ -77,6 +77,9 @@ export const ConsumerLive = Layer.scopedDiscard(
     yield* readiness.markReady
     yield* source.messages.pipe(
       Stream.runForEach(handleSafely),
+      // a defect that escapes (in the skip of a defect, say) must not end consuming for good: the
+      // subscription starts over from the committed offsets
+      Effect.catchAllDefect((defect) => Effect.fail(new ConsumeError({ message: `defect: ${String(defect).slice(0, 300)}` }))),
       Effect.tapError((error) => Effect.logWarning(`task event consumer failed; resubscribing: ${error.message}`)),
       Effect.retry(resubscribe),
       Effect.forkScoped

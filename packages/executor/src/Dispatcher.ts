@@ -1,6 +1,8 @@
 import { Clock, Context, Duration, Effect, FiberMap, FiberSet, HashMap, Layer, Metric, Option, Ref, Schema } from "effect"
 import {
   type AgentConfig,
+  CommandGroup,
+  type Commands,
   Doctrine,
   Frontmatter,
   Gates,
@@ -13,12 +15,13 @@ import { AgentRegistry } from "./AgentRegistry.js"
 import { ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
 import { Dedupe } from "./Dedupe.js"
-import { CommandPublisher, type ConsumedOffset } from "./CommandPublisher.js"
+import { CommandPublisher, type PublishError } from "./CommandPublisher.js"
 import { ExecutorSettings } from "./ExecutorSettings.js"
 import { Journal } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
 import { transientBackoff } from "./Retry.js"
 import { RunTracker } from "./RunTracker.js"
+import { type ConsumedOffset, type ConsumeError, TaskEventSource } from "./TaskEventSource.js"
 import { Verdicts } from "./Verdicts.js"
 
 /** A transient failure (API or broker): the event is handled again later and its offset not committed. */
@@ -29,12 +32,13 @@ export class DispatchError extends Schema.TaggedError<DispatchError>()("Dispatch
 
 export interface Handled {
   readonly result: Gates.EventResult
-  /** The consumed offset went out inside a command transaction. */
-  readonly committed: boolean
 }
 
 export interface DispatcherShape {
-  /** Runs the gates of D4.9 on one task event and spawns its run when they all pass. */
+  /**
+   * Runs the gates of D4.9 on one task event and spawns its run when they all pass. It returns once
+   * every command the event caused is in the request topic: only then may its offset be committed.
+   */
   readonly handle: (
     event: TaskEvent.TaskEvent,
     consumed: Option.Option<ConsumedOffset>
@@ -43,6 +47,9 @@ export interface DispatcherShape {
 }
 
 export const concurrencyRetrySeconds = 60
+
+/** How soon an event that found only Jobs being settled (their verdicts in flight) is looked at again. */
+export const settlingRetry = Duration.seconds(2)
 
 /** A respawn waiting for its time, with the newest event of its task. */
 interface Deferral {
@@ -56,6 +63,7 @@ const make = Effect.gen(function* () {
   const watch = yield* ClusterWatch
   const ops = yield* ClusterOps
   const publisher = yield* CommandPublisher
+  const source = yield* TaskEventSource
   const registry = yield* AgentRegistry
   const tracker = yield* RunTracker
   const verdicts = yield* Verdicts
@@ -71,15 +79,64 @@ const make = Effect.gen(function* () {
   // One spawn decision at a time: the active-run and concurrency checks and the create are atomic
   // with respect to each other (REF §8.13), for the consumer and the deferred queue alike.
   const spawnLock = yield* Effect.makeSemaphore(1)
+  // Jobs this process created whose spawn commands are not known to be in the log yet, with where
+  // they go: a retry publishes them (reading back first) without creating anything again.
+  const unconfirmed = yield* Ref.make(HashMap.empty<string, CommandGroup.Placement>())
 
-  const publish = (step: string, commands: Parameters<typeof publisher.publish>[0], consumed: Option.Option<ConsumedOffset>) =>
-    publisher.publish(commands, Option.getOrUndefined(consumed)).pipe(
-      Effect.catchTag("PublishError", (error) =>
-        error.kind === "unavailable"
-          ? Effect.fail(new DispatchError({ step, message: error.message }))
-          : Effect.logError(`${step} rejected: ${error.message}`)
-      )
+  /** A transient failure becomes a `DispatchError` (the event is handled again); an invalid group is logged and dropped. */
+  const publishing = (step: string) => (effect: Effect.Effect<void, PublishError | ConsumeError>) =>
+    effect.pipe(
+      Effect.catchTags({
+        PublishError: (error) =>
+          error.kind === "unavailable"
+            ? Effect.fail(new DispatchError({ step, message: error.message }))
+            : Effect.logError(`${step} not sent: ${error.message}`),
+        ConsumeError: (error) => Effect.fail(new DispatchError({ step, message: error.message }))
+      })
     )
+
+  /**
+   * The commands an event causes without a Job (a type mismatch, a rejected spawn). A consumed
+   * event's placement is held in the consumer group's offset metadata of the not yet advanced
+   * position, so a fresh executor to which the event is delivered again reads the partition back
+   * before sending. A deferred event has no position: its placement lives in this process only
+   * (a deferral does not survive a restart either).
+   */
+  const publishForEvent = (
+    step: string,
+    what: string,
+    event: TaskEvent.TaskEvent,
+    commands: ReadonlyArray<Commands.Command>,
+    consumed: Option.Option<ConsumedOffset>
+  ) =>
+    Effect.gen(function* () {
+      const taskId = event.taskIdentifier
+      if (Option.isNone(consumed)) {
+        const group = CommandGroup.make(CommandGroup.deferredId(taskId, JobBuilder.eventIdentity(event), what), taskId, commands)
+        return yield* publisher.publish(group, yield* publisher.place(group))
+      }
+      const offset = consumed.value
+      const group = CommandGroup.make(CommandGroup.eventId(offset, what), taskId, commands)
+      const recorded = Option.filter(
+        Option.flatMap(yield* source.recall(offset), CommandGroup.decodePlacement),
+        (placement) => placement.group === group.id
+      )
+      if (Option.isSome(recorded)) return yield* publisher.publish(group, recorded.value, { maybeSent: true })
+      const placement = yield* publisher.place(group)
+      yield* source.hold(offset, CommandGroup.encodePlacement(placement))
+      yield* publisher.publish(group, placement)
+    }).pipe(publishing(step))
+
+  const spawnPlacementOf = (job: Kube.Job) =>
+    Option.flatMap(Option.fromNullable(job.metadata.annotations?.[names.spawnAnnotation]), CommandGroup.decodePlacement)
+
+  const annotated = (manifest: JobBuilder.JobManifest, placement: CommandGroup.Placement): JobBuilder.JobManifest => ({
+    ...manifest,
+    metadata: {
+      ...manifest.metadata,
+      annotations: { ...manifest.metadata.annotations, [names.spawnAnnotation]: CommandGroup.encodePlacement(placement) }
+    }
+  })
 
   const updateDeferrals = (f: (m: HashMap.HashMap<string, Deferral>) => HashMap.HashMap<string, Deferral>) =>
     Effect.flatMap(Ref.updateAndGet(deferrals, f), (m) => Metric.set(Metrics.deferredRespawns, HashMap.size(m)))
@@ -126,9 +183,15 @@ const make = Effect.gen(function* () {
         detail,
         source: "dispatch"
       })
-      yield* publish("spawn rejection", [Doctrine.spawnRejected({ taskId: event.taskIdentifier, priorAssignee, detail, at })], consumed)
+      yield* publishForEvent(
+        "spawn rejection",
+        "spawn-rejected",
+        event,
+        [Doctrine.spawnRejected({ taskId: event.taskIdentifier, priorAssignee, detail, at })],
+        consumed
+      )
       yield* count("error")
-      return { result: "error", committed: Option.isSome(consumed) } as const
+      return { result: "error" } as const
     })
 
   const spawn = (
@@ -146,24 +209,27 @@ const make = Effect.gen(function* () {
         eventIdentity: JobBuilder.eventIdentity(event),
         triggerCount: Frontmatter.triggerCount(fm)
       })
-      const skip = (result: Gates.EventResult) => Effect.as(count(result), { result, committed: false } as Handled)
-      if (yield* dedupe.seen(name)) {
-        // This event's Job was created, judged and deleted before the event was committed (a crash
-        // between the create and the commit, then recovery). Publish the spawn's increment that the
-        // crash lost, but no spawn notification: that run is over and must not become current again.
-        yield* publish("spawn increment", [Doctrine.spawnIncrement(taskId)], consumed)
-        yield* count("skipped_active_job")
-        return { result: "skipped_active_job", committed: Option.isSome(consumed) } as Handled
-      }
+      const skip = (result: Gates.EventResult) => Effect.as(count(result), { result } as Handled)
+      // This event's Job was judged here (after a crash between the create and the commit, then
+      // recovery, which settled its spawn commands first): nothing is left to publish.
+      if (yield* dedupe.seen(name)) return yield* skip("skipped_active_job")
       const own = yield* tracker.get(name)
       if (Option.isSome(own) && own.value.spawnPublished) return yield* skip("skipped_active_job")
+      const pending = HashMap.get(yield* Ref.get(unconfirmed), name)
       const running = yield* runningForTask(taskId)
-      // The Job of this very event already runs but its spawn was not published by this process: a
-      // redelivery after a crash between the create and the commit. Publish what the crash lost;
-      // never create a second Job (D6.1).
-      const redo = running.has(name)
-      if (running.size > 0 && !redo) return yield* skip("skipped_active_job")
+      // The Job of this very event already runs but this process has not published its spawn: a
+      // redelivery after a crash between the create and the commit, or a retry after a failed
+      // publish. Publish what is not in the log yet; never create a second Job (D6.1).
+      const redo = running.has(name) || Option.isSome(pending)
       const now = yield* Clock.currentTimeMillis
+      if (running.size > 0 && !redo) {
+        // The only Jobs left are zombies whose verdict is being published (the controller may apply
+        // the failure before the Job is gone, e.g. while an unanswered send is read back): look
+        // again once they are, or this event, the last one the task gets, would strand it.
+        const settling = new Set((yield* tracker.all).filter((r) => r.taskId === taskId && r.settling).map((r) => r.jobName))
+        if ([...running].every((job) => settling.has(job))) yield* defer(event, now + Duration.toMillis(settlingRetry))
+        return yield* skip("skipped_active_job")
+      }
       if (!redo) {
         const grace = Gates.graceWindow(event, now)
         if (Option.isSome(grace)) {
@@ -193,22 +259,57 @@ const make = Effect.gen(function* () {
           yield* Effect.logDebug("spawn admitted").pipe(Effect.annotateLogs({ event: "concurrency_admit", ...logFields }))
         }
       }
-      const manifest = JobBuilder.buildJob({ event, config, settings, names, name })
-      if (manifest._tag === "Left") return yield* rejectSpawn(event, manifest.left.message, consumed)
-      const created = yield* ops.createJob(manifest.right).pipe(
-        Effect.map((outcome) => ({ _tag: "Ok", outcome }) as const),
-        Effect.catchTag("ClusterError", (error) =>
-          error.transient
-            ? Effect.fail(new DispatchError({ step: "create job", message: error.message }))
-            : Effect.succeed({ _tag: "Rejected", message: error.message } as const)
+      const group = CommandGroup.make(CommandGroup.spawnId(name), taskId, Doctrine.spawnCommands({ taskId, jobName: name, at: now }))
+      const recorded = Option.isSome(pending)
+        ? pending
+        : redo
+          ? Option.flatMap(yield* watch.job(name), spawnPlacementOf)
+          : Option.none()
+      let placement: CommandGroup.Placement
+      let maybeSent = Option.isSome(recorded)
+      if (Option.isSome(recorded)) {
+        placement = recorded.value
+      } else {
+        const manifest = JobBuilder.buildJob({ event, config, settings, names, name })
+        if (manifest._tag === "Left") return yield* rejectSpawn(event, manifest.left.message, consumed)
+        // where the spawn commands go is written on the Job itself, before they are sent
+        const placing = yield* publisher.place(group).pipe(
+          Effect.map(Option.some),
+          Effect.catchTag("PublishError", (error) =>
+            error.kind === "unavailable"
+              ? Effect.fail(new DispatchError({ step: "place spawn", message: error.message }))
+              : Effect.succeedNone
+          )
         )
-      )
-      if (created._tag === "Rejected") return yield* rejectSpawn(event, created.message, consumed)
-      if (created.outcome === "exists" && !redo) {
-        // The name exists but does not run: this event spawned it before and it has ended.
-        return yield* skip("skipped_active_job")
+        if (Option.isNone(placing)) return yield* skip("error")
+        const placed = placing.value
+        const created = yield* ops.createJob(annotated(manifest.right, placed)).pipe(
+          Effect.map((outcome) => ({ _tag: "Ok", outcome }) as const),
+          Effect.catchTag("ClusterError", (error) =>
+            error.transient
+              ? Effect.fail(new DispatchError({ step: "create job", message: error.message }))
+              : Effect.succeed({ _tag: "Rejected", message: error.message } as const)
+          )
+        )
+        if (created._tag === "Rejected") return yield* rejectSpawn(event, created.message, consumed)
+        placement = placed
+        if (created.outcome === "exists") {
+          const live = yield* watch.readJob(name).pipe(
+            Effect.mapError((error) => new DispatchError({ step: "read job", message: error.message }))
+          )
+          const running = Option.exists(live, (job) => Kube.jobActive(job) && !Kube.isDeleting(job.metadata))
+          // The name exists but does not run: this event spawned it before and it has ended (its
+          // spawn was settled by whoever created it, or by recovery).
+          if (!redo && !running) return yield* skip("skipped_active_job")
+          const earlier = Option.flatMap(live, spawnPlacementOf)
+          // a Job of an executor version without placements: send what a crash may have lost
+          maybeSent = Option.isSome(earlier)
+          placement = Option.getOrElse(earlier, () => placed)
+        }
+        yield* Ref.update(unconfirmed, HashMap.set(name, placement))
       }
-      yield* publish("spawn", Doctrine.spawnCommands({ taskId, jobName: name, at: now }), consumed)
+      yield* publisher.publish(group, placement, { maybeSent }).pipe(publishing("spawn"))
+      yield* Ref.update(unconfirmed, HashMap.remove(name))
       if (Option.isSome(own)) {
         yield* tracker.markSpawnPublished(name)
       } else {
@@ -233,7 +334,7 @@ const make = Effect.gen(function* () {
       }
       // Arms the no-pod and pending-signal timers without waiting for the first pod event.
       yield* verdicts.evaluate(name, "job")
-      return { result: "spawned", committed: Option.isSome(consumed) } as Handled
+      return { result: "spawned" } as Handled
     })
 
   const evaluate = (
@@ -259,7 +360,7 @@ const make = Effect.gen(function* () {
             )
           }
           yield* count(decision.result)
-          return { result: decision.result, committed: false }
+          return { result: decision.result }
         }
         case "TypeMismatch": {
           const at = yield* Clock.currentTimeMillis
@@ -278,9 +379,9 @@ const make = Effect.gen(function* () {
             detail: Doctrine.typeMismatchDetail(mismatch),
             source: "dispatch"
           })
-          yield* publish("type mismatch", [Doctrine.typeMismatchFailure(mismatch)], consumed)
+          yield* publishForEvent("type mismatch", "type-mismatch", event, [Doctrine.typeMismatchFailure(mismatch)], consumed)
           yield* count("type_mismatch")
-          return { result: "type_mismatch", committed: Option.isSome(consumed) }
+          return { result: "type_mismatch" }
         }
         case "Proceed":
           return yield* spawnLock.withPermits(1)(spawn(event, decision.config, consumed, fromDeferred))

@@ -36,7 +36,16 @@ export const configsRejected = Metric.counter("agent_executor_configs_rejected_t
   description: "Config resources refused by the executor's own validation"
 })
 export const publishRetries = Metric.counter("agent_executor_publish_retries_total", {
-  description: "Command transactions retried after a broker failure"
+  description: "Command publishes retried after a broker failure"
+})
+export const publishUncertain = Metric.counter("agent_executor_publish_uncertain_total", {
+  description: "Command sends whose outcome was unknown (resolved by reading the partition back)"
+})
+export const publishReadBacks = Metric.counter("agent_executor_publish_readbacks_total", {
+  description: "Partition read-backs for one command group, by whether the group was found in the log"
+})
+export const commandsInvalid = Metric.counter("agent_executor_commands_invalid_total", {
+  description: "Command groups that failed the executor's own validation and were never sent"
 })
 export const skippedEvents = Metric.counter("agent_executor_skipped_events_total", {
   description: "Messages on the event topic that are not task events (empty, not JSON, no task id)"

@@ -1,9 +1,9 @@
-import { Clock, Context, Duration, Effect, Either, FiberMap, FiberSet, Layer, Metric, Option } from "effect"
-import { Classifier, Doctrine, Kube, Time, type ZombieReason } from "@executor/domain"
+import { Clock, Context, Duration, Effect, Either, FiberMap, FiberSet, Layer, Metric, Option, Schema } from "effect"
+import { Classifier, CommandGroup, Doctrine, Kube, Time, ZombieReason } from "@executor/domain"
 import { AgentRegistry } from "./AgentRegistry.js"
 import { type ClusterError, ClusterOps } from "./ClusterOps.js"
 import { ClusterWatch } from "./ClusterWatch.js"
-import { CommandPublisher } from "./CommandPublisher.js"
+import { CommandPublisher, type PublishError } from "./CommandPublisher.js"
 import { Dedupe } from "./Dedupe.js"
 import { ExecutorSettings } from "./ExecutorSettings.js"
 import { Journal, type VerdictSource } from "./Journal.js"
@@ -11,22 +11,45 @@ import * as Metrics from "./Metrics.js"
 import { transientBackoff } from "./Retry.js"
 import { RunTracker, type TrackedRun } from "./RunTracker.js"
 
-/** The durable verdict mark written on the Job before publishing (decisions D6.2). */
-export interface VerdictMark {
-  readonly reason: ZombieReason
-  readonly detail: string
-  readonly at: string
-  readonly source: VerdictSource
-}
+/**
+ * The durable verdict mark written on the Job before publishing (decisions D6.2), and then again
+ * with the placement of its failure pair (`publish`) before the pair is sent: a fresh executor
+ * that finds `publish` reads the partition back; one that finds none knows nothing was sent.
+ */
+export const VerdictMark = Schema.Struct({
+  reason: ZombieReason,
+  detail: Schema.String,
+  at: Schema.String,
+  source: Schema.Literal("pod", "job", "sweeper", "recovery", "dispatch"),
+  publish: Schema.optional(CommandGroup.Placement)
+})
+export type VerdictMark = typeof VerdictMark.Type
+export const decodeVerdictMark = Schema.decodeUnknownOption(Schema.parseJson(VerdictMark))
+const encodeVerdictMark = Schema.encodeSync(Schema.parseJson(VerdictMark))
+
+/** The failure pair of a verdict: one group per Job and mark. */
+export const failureGroup = (run: Pick<TrackedRun, "taskId" | "jobName">, mark: VerdictMark): CommandGroup.CommandGroup =>
+  CommandGroup.make(
+    CommandGroup.verdictId(run.jobName, mark.at),
+    run.taskId,
+    Doctrine.zombieFailure({
+      taskId: run.taskId,
+      jobName: run.jobName,
+      reason: mark.reason,
+      detail: mark.detail,
+      at: Option.getOrElse(Time.parseTimestamp(mark.at), () => 0)
+    })
+  )
 
 export interface VerdictsShape {
   /** Classifies a tracked run from the caches and acts on the judgement; a no-op for other Jobs. */
   readonly evaluate: (jobName: string, source: VerdictSource) => Effect.Effect<void>
   /**
-   * Publishes a verdict already marked on a Job by an earlier executor that stopped before deleting
-   * it (the at-least-once window of D6.2), then finishes the clean-up.
+   * Finishes a verdict already marked on a Job by an earlier executor that stopped before deleting
+   * it: publishes its failure pair unless `published` (recovery found it in the log), then the
+   * clean-up.
    */
-  readonly resume: (run: TrackedRun, mark: VerdictMark) => Effect.Effect<void>
+  readonly resume: (run: TrackedRun, mark: VerdictMark, published: boolean) => Effect.Effect<void>
   /**
    * Waits (at most `timeout`) until every verdict in progress has been published and cleaned up:
    * the graceful part of a SIGTERM. Killing the executor without it loses nothing durable.
@@ -36,6 +59,9 @@ export interface VerdictsShape {
 
 const isTransient = (error: { readonly _tag: string }): boolean =>
   error._tag !== "ClusterError" || (error as ClusterError).transient
+
+/** How long the verdict mark waits for its placement before it is written alone (then completed). */
+const markWait = Duration.seconds(2)
 
 /** How soon a verdict the API server could not confirm is looked at again. */
 const confirmRetry = Duration.seconds(2)
@@ -77,41 +103,78 @@ const make = Effect.gen(function* () {
       )
     )
 
-  const publishFailure = (run: TrackedRun, mark: VerdictMark, at: number) =>
-    publisher
-      .publish(
-        Doctrine.zombieFailure({ taskId: run.taskId, jobName: run.jobName, reason: mark.reason, detail: mark.detail, at })
-      )
-      .pipe(
-        Effect.tapError((error) =>
-          Effect.zipRight(
-            Metric.increment(Metrics.publishRetries),
-            Effect.logWarning("zombie failure publish failed; retrying").pipe(
-              Effect.annotateLogs({ job: run.jobName, error: error.message })
-            )
+  const retryingPublish = <A>(run: TrackedRun, what: string, effect: Effect.Effect<A, PublishError>) =>
+    effect.pipe(
+      Effect.tapError((error) =>
+        Effect.zipRight(
+          Metric.increment(Metrics.publishRetries),
+          Effect.logWarning(`zombie failure ${what} failed; retrying`).pipe(
+            Effect.annotateLogs({ job: run.jobName, error: error.message })
           )
-        ),
-        // A broker outage never loses a verdict: retry for as long as this executor lives.
-        Effect.retry({ schedule: transientBackoff(), while: (error) => error.kind === "unavailable" }),
-        Effect.catchAll((error) =>
-          Effect.logError("zombie failure rejected").pipe(Effect.annotateLogs({ job: run.jobName, error: error.message }))
         )
-      )
+      ),
+      // A broker outage never loses a verdict: retry for as long as this executor lives.
+      Effect.retry({ schedule: transientBackoff(), while: (error) => error.kind === "unavailable" })
+    )
 
-  /** Publish, record the Event, delete the Job, release the finalizer: D6.2 from the publish on. */
-  const finish = (run: TrackedRun, mark: VerdictMark, since: number) =>
+  /**
+   * Where the failure pair goes, written on the Job with the mark before anything is sent. The mark
+   * itself never waits for the broker: when the broker does not answer, the mark goes first and the
+   * placement follows once it does.
+   */
+  const markAndPlace = (run: TrackedRun, mark: VerdictMark, group: CommandGroup.CommandGroup) =>
     Effect.gen(function* () {
-      const at = yield* Clock.currentTimeMillis
-      yield* publishFailure(run, mark, at)
+      const write = (value: VerdictMark) =>
+        cleanUpStep("mark", run.jobName, ops.annotateJob(run.jobName, names.verdictAnnotation, encodeVerdictMark(value)))
+      const first = yield* Effect.either(
+        publisher.place(group).pipe(Effect.timeoutFail({ duration: markWait, onTimeout: () => "broker slow" as const }))
+      )
+      if (Either.isRight(first)) {
+        yield* write({ ...mark, publish: first.right })
+        return first.right
+      }
+      yield* write(mark)
+      const placement = yield* retryingPublish(run, "placement", publisher.place(group))
+      yield* write({ ...mark, publish: placement })
+      return placement
+    })
+
+  const publishFailure = (run: TrackedRun, group: CommandGroup.CommandGroup, placement: CommandGroup.Placement) =>
+    retryingPublish(run, "publish", publisher.publish(group, placement)).pipe(
+      Effect.catchAll((error) =>
+        Effect.logError("zombie failure rejected").pipe(Effect.annotateLogs({ job: run.jobName, error: error.message }))
+      )
+    )
+
+  const placeAndPublish = (run: TrackedRun, mark: VerdictMark) =>
+    Effect.gen(function* () {
+      const group = failureGroup(run, mark)
+      const placement = yield* markAndPlace(run, mark, group)
+      yield* publishFailure(run, group, placement)
+    }).pipe(
+      Effect.catchAll((error) =>
+        Effect.logError("zombie failure rejected").pipe(Effect.annotateLogs({ job: run.jobName, error: error.message }))
+      )
+    )
+
+  /**
+   * Publish (unless the pair is known to be in the log already), record the Event, delete the Job,
+   * release the finalizer: D6.2 from the publish on.
+   */
+  const finish = (run: TrackedRun, mark: VerdictMark, since: number, publish: Effect.Effect<void> | "published") =>
+    Effect.gen(function* () {
+      if (publish !== "published") {
+        yield* publish
+        const published = yield* Clock.currentTimeMillis
+        yield* Metric.increment(
+          Metric.tagged(Metric.tagged(Metrics.verdicts, "reason", mark.reason), "source", mark.source)
+        )
+        yield* Metric.update(
+          Metric.tagged(Metrics.detectionLatency, "reason", mark.reason),
+          Math.max(0, published - since) / 1000
+        )
+      }
       yield* dedupe.confirm(run.jobName)
-      const published = yield* Clock.currentTimeMillis
-      yield* Metric.increment(
-        Metric.tagged(Metric.tagged(Metrics.verdicts, "reason", mark.reason), "source", mark.source)
-      )
-      yield* Metric.update(
-        Metric.tagged(Metrics.detectionLatency, "reason", mark.reason),
-        Math.max(0, published - since) / 1000
-      )
       const job = yield* watch.job(run.jobName)
       yield* cleanUpStep(
         "event",
@@ -154,17 +217,10 @@ const make = Effect.gen(function* () {
         at: Time.formatIso(now),
         source
       }
-      const markJob = cleanUpStep(
-        "mark",
-        run.jobName,
-        ops.annotateJob(run.jobName, names.verdictAnnotation, JSON.stringify(mark))
-      )
       // The pipeline runs apart from the detector, so a broker outage never stalls a watcher.
       yield* FiberSet.run(
         pipelines,
-        Effect.zipRight(markJob, finish(run, mark, verdict.since)).pipe(
-          Effect.onInterrupt(() => dedupe.release(run.jobName))
-        )
+        finish(run, mark, verdict.since, placeAndPublish(run, mark)).pipe(Effect.onInterrupt(() => dedupe.release(run.jobName)))
       )
     })
 
@@ -268,12 +324,18 @@ const make = Effect.gen(function* () {
       Effect.withSpan("Verdicts.evaluate", { attributes: { job: jobName, source }, captureStackTrace: false })
     )
 
-  const resume = (run: TrackedRun, mark: VerdictMark) =>
+  const resume = (run: TrackedRun, mark: VerdictMark, published: boolean) =>
     Effect.gen(function* () {
       yield* dedupe.reserve(run.jobName, dedupeTtlMillis(run.timeoutSeconds))
       if (!(yield* tracker.beginSettling(run.jobName))) return
       const since = yield* Clock.currentTimeMillis
-      yield* FiberSet.run(pipelines, finish(run, mark, since))
+      const placement = mark.publish
+      const publish = published
+        ? "published"
+        : placement === undefined
+          ? placeAndPublish(run, mark)
+          : publishFailure(run, failureGroup(run, mark), placement)
+      yield* FiberSet.run(pipelines, finish(run, mark, since, publish))
     })
 
   const drain = (timeout: Duration.DurationInput) =>

@@ -116,7 +116,7 @@ describe("concurrency cap (items 42-47)", () => {
       // the Job cache never shows a Job: only the run tracker (and the spawn lock) stand between the ten
       const executor = yield* startWithWatchIn(world, { ...world.cluster.watch, jobs: Effect.succeed([]) })
       yield* settle
-      yield* world.bus.setBeforeCommit(() => Effect.sleep("1 second"))
+      yield* world.bus.setBeforeAppend(() => Effect.sleep("1 second"))
       const dispatch = (taskId: string) =>
         executor.use(Effect.flatMap(Dispatcher, (d) => d.handle(taskEvent(taskId), Option.none())))
       const all = yield* Effect.fork(
@@ -139,7 +139,7 @@ describe("concurrency cap (items 42-47)", () => {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       const executor = yield* startWithWatchIn(world, { ...world.cluster.watch, jobs: Effect.succeed([]) })
       yield* settle
-      yield* world.bus.setBeforeCommit(() => Effect.sleep("1 second"))
+      yield* world.bus.setBeforeAppend(() => Effect.sleep("1 second"))
       const dispatch = (i: number) =>
         executor.use(
           Effect.flatMap(Dispatcher, (d) => d.handle({ ...taskEvent("one-task"), identifier: `event-${i}` }, Option.none()))

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Metric, Ref, TestClock } from "effect"
-import { ClusterError, Metrics } from "@executor/executor"
-import { type InMemoryBus, PodBehaviour, type World } from "@executor/testkit"
+import { Effect, Exit, Layer, Metric, Ref, Scope, TestClock } from "effect"
+import { ClusterError, Executor, ExecutorSettings, Journal, Metrics, TaskEventSource } from "@executor/executor"
+import { InMemoryBus, PodBehaviour, type World } from "@executor/testkit"
 import {
   agentSpec,
   assignee,
@@ -17,7 +17,7 @@ import {
   taskEvent,
   taskEventCounters,
   verdicts,
-  watchTransactions
+  watchBatches
 } from "./fixtures.js"
 
 // Decisions D4.10 (errors never kill the service), executor.md §8.15-8.16 and D6.1.
@@ -87,11 +87,11 @@ describe("transient errors are retried without committing (D4.10)", () => {
       }
     }))
 
-  it.scoped("the spawn transaction aborts once ⇒ the event is handled again, finds its own Job: one Job, one increment", () =>
+  it.scoped("the spawn append is refused once ⇒ the event is handled again, this process knows its Job: no second create, one Job, one increment", () =>
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       yield* startExecutorIn(world, "full")
-      yield* world.bus.failNextTransactions(1)
+      yield* world.bus.failNextAppends(1)
       yield* produceEvent(world, taskEvent(taskId))
       yield* settleUntil(createCalls(world), (calls) => calls.length > 0)
       yield* settle
@@ -103,19 +103,19 @@ describe("transient errors are retried without committing (D4.10)", () => {
       yield* settle
       expect(yield* jobsOfTask(world, taskId)).toHaveLength(1)
       expect((yield* commandsOf(world, taskId)).map(([op]) => op)).toEqual(spawnOps)
-      expect(yield* createCalls(world)).toEqual(["ok", "ok"])
+      expect(yield* createCalls(world)).toEqual(["ok"])
     }))
 
-  it.scoped("the broker goes down during the spawn transaction for 45 s ⇒ redelivered after, one Job, one increment", () =>
+  it.scoped("the broker goes down during the spawn publish for 45 s ⇒ redelivered after, one Job, one increment", () =>
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       yield* startExecutorIn(world, "full")
       const tripped = yield* Ref.make(false)
-      const hook: InMemoryBus.BeforeCommit = () =>
+      const hook: InMemoryBus.BeforeAppend = () =>
         Effect.flatMap(Ref.getAndSet(tripped, true), (done) =>
           done ? Effect.void : Effect.zipRight(world.bus.setDown(true), Effect.fail("broker lost"))
         )
-      yield* world.bus.setBeforeCommit(hook)
+      yield* world.bus.setBeforeAppend(hook)
       yield* produceEvent(world, taskEvent(taskId))
       yield* settleUntil(world.bus.isDown, (down) => down)
       yield* TestClock.adjust("45 seconds")
@@ -135,11 +135,11 @@ describe("transient errors are retried without committing (D4.10)", () => {
 })
 
 describe("permanent errors are reported on the task and committed (D4.10, §8.15)", () => {
-  it.scoped("createJob rejected (422) ⇒ ## Failure pod_config_error, assignee cleared, no increment, offset in the same transaction; the consumer goes on", () =>
+  it.scoped("createJob rejected (422) ⇒ ## Failure pod_config_error, assignee cleared, no increment, then the offset; the consumer goes on", () =>
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       yield* startExecutorIn(world, "full")
-      const transactions = yield* watchTransactions(world)
+      const batches = yield* watchBatches(world)
       const message = 'Job.batch "x" is invalid: spec.template.spec.containers[0].image: Required value'
       yield* world.cluster.failNext(
         "createJob",
@@ -157,9 +157,7 @@ describe("permanent errors are reported on the task and committed (D4.10, §8.15
       expect(lines[0]).toBe("## Failure")
       expect(lines).toContain("- **Reason:** pod_config_error")
       expect(lines.find((l) => l.startsWith("- **Detail:** "))).toContain("Required value")
-      expect(yield* transactions).toEqual([
-        { operations: ["update-frontmatter"], keys: [taskId], tasks: [taskId], offset: "0" }
-      ])
+      expect(yield* batches).toEqual([{ operations: ["update-frontmatter"], keys: [taskId], tasks: [taskId], partition: 0 }])
       expect((yield* verdicts(world)).map((v) => [v.reason, v.source, v.taskId])).toEqual([
         ["pod_config_error", "dispatch", taskId]
       ])
@@ -225,5 +223,45 @@ describe("permanent errors are reported on the task and committed (D4.10, §8.15
       yield* settle
       yield* consumeEvent(world, taskEvent("with-mount", { assignee: "pvc-agent" }))
       expect(yield* jobsOfTask(world, "with-mount")).toHaveLength(1)
+    }))
+})
+
+describe("a defect never stops consuming (docs/decisions.md#errors-never-fatal)", () => {
+  it.scoped("the commit dies twice (after the handling, and again in the skip of that defect): the subscription starts over, nothing is lost or doubled", () =>
+    Effect.gen(function* () {
+      const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
+      const real = yield* Effect.provide(TaskEventSource, InMemoryBus.layerEventSource(world.bus, { topicPrefix: "" }))
+      const deaths = yield* Ref.make(2)
+      const source = TaskEventSource.of({
+        ...real,
+        commit: (offset) =>
+          Effect.flatMap(Ref.getAndUpdate(deaths, (n) => n - 1), (n) => (n > 0 ? Effect.dieMessage("commit blew up") : real.commit(offset)))
+      })
+      const scope = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Effect.forkDaemon(Scope.close(scope, Exit.void)))
+      yield* Layer.buildWithScope(
+        Executor.layerExecutor.pipe(
+          Layer.provide(
+            Layer.mergeAll(
+              world.cluster.layer,
+              InMemoryBus.layerPublisher(world.bus, { topicPrefix: "" }),
+              Layer.succeed(TaskEventSource, source),
+              ExecutorSettings.layer(world.settings),
+              Layer.succeed(Journal, { record: () => Effect.void })
+            )
+          )
+        ),
+        scope
+      )
+      yield* settle
+      yield* produceEvent(world, taskEvent("first"))
+      yield* settleUntil(Ref.get(deaths), (n) => n <= 0)
+      yield* TestClock.adjust("2 seconds")
+      yield* produceEvent(world, taskEvent("second"))
+      expect(yield* settleUntil(committedEventOffset(world), (o) => o === "2")).toBe("2")
+      yield* settle
+      for (const id of ["first", "second"]) {
+        expect([id, (yield* jobsOfTask(world, id)).length, (yield* commandsOf(world, id)).map(([op]) => op)]).toEqual([id, 1, spawnOps])
+      }
     }))
 })

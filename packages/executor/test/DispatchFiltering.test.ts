@@ -20,7 +20,7 @@ import {
   startWithWatchIn,
   taskEvent,
   taskEventCounters,
-  watchTransactions,
+  watchBatches,
   withManualJobs
 } from "./fixtures.js"
 
@@ -205,13 +205,13 @@ describe("event filtering and spawning through the consumer (items 1-35)", () =>
       expect(envOf(job)["PHASE"]).toBe("execution")
     }))
 
-  it.scoped("12, 15, 17-18: one event, one Job of the documented shape, one transaction: increment, notification, offset", () =>
+  it.scoped("12, 15, 17-18: one event, one Job of the documented shape, one batch (increment, notification), then the offset", () =>
     Effect.gen(function* () {
       const world = yield* worldAtT0(PodBehaviour.always(PodBehaviour.hang), [
         ["untagged", agentSpec({ assignee: "untagged-agent", image: "registry.example:443/team/agent-x" })]
       ])
       yield* startExecutorIn(world, "full")
-      const transactions = yield* watchTransactions(world)
+      const batches = yield* watchBatches(world)
       const spawnedBefore = (yield* Metric.value(Metrics.jobsSpawned)).count
       const counters = yield* taskEventCounters
       const taskId = "4aa57614-8835-4992-87e9-ca483ddbeae6"
@@ -229,7 +229,10 @@ describe("event filtering and spawning through the consumer (items 1-35)", () =>
       expect(name).toMatch(/^claude-agent-4aa57614-[0-9a-f]{10}$/)
       expect(job.metadata.labels).toEqual({ [names.taskIdLabel]: taskId, [names.assigneeLabel]: assignee })
       expect(job.metadata.finalizers).toEqual([names.finalizer])
-      expect(job.metadata.annotations).toEqual({})
+      // where its spawn commands go, written on the Job before they are sent (docs/decisions.md#placement)
+      expect(job.metadata.annotations).toEqual({
+        [names.spawnAnnotation]: JSON.stringify({ group: `spawn/${name}`, partition: 0, from: "0" })
+      })
       expect(job.spec.backoffLimit).toBe(0)
       expect(job.spec.activeDeadlineSeconds).toBe(1800)
       expect(job.spec.ttlSecondsAfterFinished).toBe(1800)
@@ -254,13 +257,13 @@ describe("event filtering and spawning through the consumer (items 1-35)", () =>
       expect(env["TASK_CONTENT"]).toContain("trigger_count: 1")
       expect(env["TASK_CONTENT"]?.endsWith("---\n# Fix the flaky test")).toBe(true)
 
-      // exactly one transaction: increment then notification, keyed by the task id, with the consumed offset
-      expect(yield* transactions).toEqual([
+      // exactly one batch: increment then notification, keyed by the task id, on the task's partition
+      expect(yield* batches).toEqual([
         {
           operations: ["increment-frontmatter", "update-frontmatter"],
           keys: [taskId, taskId],
           tasks: [taskId, taskId],
-          offset: "1"
+          partition: 0
         }
       ])
       expect(yield* commandsOf(world, taskId)).toEqual(spawnCommands(taskId, name))

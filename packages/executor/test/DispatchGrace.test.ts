@@ -302,7 +302,7 @@ describe("deferred respawn (items 50-58, §8.12)", () => {
       yield* startExecutorIn(world, "full")
       const taskId = "deferred-broker-failure"
       yield* consumeEvent(world, recentRun(taskId))
-      yield* world.bus.failNextTransactions(2)
+      yield* world.bus.failNextAppends(2)
       yield* atT(GRACE)
       yield* atT(GRACE + 60_000)
       expect(yield* jobsOfTask(world, taskId)).toHaveLength(1)

@@ -73,12 +73,12 @@ describe("redelivery of a task event (D6.1)", () => {
     Effect.gen(function* () {
       const world = yield* makeWorldAt(T0, PodBehaviour.always(PodBehaviour.hang))
       const reached = yield* Deferred.make<void>()
-      yield* world.bus.setBeforeCommit(() => Effect.zipRight(Deferred.succeed(reached, undefined), Effect.never))
+      yield* world.bus.setBeforeAppend(() => Effect.zipRight(Deferred.succeed(reached, undefined), Effect.never))
       const first = yield* startExecutorIn(world, "full")
       yield* produceEvent(world, taskEvent(taskId))
       yield* settleUntil(Deferred.isDone(reached), (done) => done)
       yield* stopExecutor(first)
-      yield* world.bus.setBeforeCommit(undefined)
+      yield* world.bus.setBeforeAppend(undefined)
       expect(yield* commandsOf(world, taskId)).toEqual([])
       expect(yield* committedEventOffset(world)).toBeUndefined()
 

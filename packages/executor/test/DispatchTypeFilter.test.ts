@@ -1,12 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Effect, Option, Ref, TestClock } from "effect"
 import { AgentConfig } from "@executor/domain"
-import { ControllerModel, PodBehaviour } from "@executor/testkit"
+import { ControllerModel, InMemoryBus, PodBehaviour } from "@executor/testkit"
 import {
   agentSpec,
   assignee,
   commandsOf,
   committedEventOffset,
+  dispatchTopics,
   handleWith,
   jobsOfTask,
   makeWorld,
@@ -16,8 +17,7 @@ import {
   startExecutorIn,
   taskEvent,
   taskEventCounters,
-  verdicts,
-  watchTransactions
+  verdicts
 } from "./fixtures.js"
 
 // Catalogue items 36-41, executor.md §5.8, decisions D5 (type mismatch) and D4.5 (reason token).
@@ -55,12 +55,18 @@ describe("type filter (items 36-41)", () => {
       }
     }))
 
-  it.scoped("39: a mismatch publishes exactly one update {assignee, current_job, previous_assignee} with Reason type_mismatch, in the offset's transaction", () =>
+  it.scoped("39: a mismatch publishes exactly one update {assignee, current_job, previous_assignee} with Reason type_mismatch; its placement held in the offset metadata until it is out", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(T0)
       const world = yield* makeWorld(PodBehaviour.always(PodBehaviour.hang), { taskType: "pr-review", taskTypes: ["healthcheck"] })
       yield* startExecutorIn(world, "full")
-      const transactions = yield* watchTransactions(world)
+      // each batch, with what the consumer group holds when it is about to go out
+      const held = yield* Ref.make<ReadonlyArray<readonly [ReadonlyArray<string | null>, string]>>([])
+      yield* world.bus.setBeforeAppend((batch) =>
+        Effect.flatMap(world.bus.committedMetadata(InMemoryBus.executorGroup, dispatchTopics.event, 0), (position) =>
+          Ref.update(held, (all) => [...all, [batch.messages.map((m) => m.key), JSON.stringify(Option.getOrUndefined(position))] as const])
+        )
+      )
       const counters = yield* taskEventCounters
       const taskId = "4aa57614-8835-4992-87e9-ca483ddbeae6"
       yield* produceEvent(world, taskEvent(taskId, { task_type: "code-review", trigger_count: 1, current_job: "old-job" }))
@@ -86,10 +92,20 @@ describe("type filter (items 36-41)", () => {
       expect(commands.filter(([op]) => op === "increment-frontmatter")).toEqual([])
       expect(yield* jobsOfTask(world, taskId)).toEqual([])
       expect(yield* counters.moved).toEqual({ type_mismatch: 1 })
-      // the consumed offset went out with the failure, in one transaction
-      expect(yield* transactions).toEqual([
-        { operations: ["update-frontmatter"], keys: [taskId], tasks: [taskId], offset: "0" }
+      // one batch; before it went out the group's position stayed at the event (offset 0) with the
+      // placement of the group as its metadata, and moved past it only afterwards
+      expect(yield* Ref.get(held)).toEqual([
+        [
+          [taskId],
+          JSON.stringify({
+            offset: "0",
+            metadata: JSON.stringify({ group: `event/${dispatchTopics.event}/0/0/type-mismatch`, partition: 0, from: "0" })
+          })
+        ]
       ])
+      expect(yield* world.bus.committedMetadata(InMemoryBus.executorGroup, dispatchTopics.event, 0)).toEqual(
+        Option.some({ offset: "1", metadata: "" })
+      )
       // the journal line says who decided it
       expect((yield* verdicts(world)).map((v) => [v.reason, v.source, v.taskId, v.jobName])).toEqual([
         ["type_mismatch", "dispatch", taskId, undefined]

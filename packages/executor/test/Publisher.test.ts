@@ -31,12 +31,12 @@ const published_ = (reason: string) =>
 const recordTransactions = (world: World.World) =>
   Effect.gen(function* () {
     const seen = yield* Ref.make<ReadonlyArray<ReadonlyArray<string>>>([])
-    const hook: InMemoryBus.BeforeCommit = (transaction) =>
+    const hook: InMemoryBus.BeforeAppend = (transaction) =>
       Ref.update(seen, (all) => [
         ...all,
         transaction.messages.map((m) => (JSON.parse(m.value) as { readonly operation: string }).operation)
       ])
-    yield* world.bus.setBeforeCommit(hook)
+    yield* world.bus.setBeforeAppend(hook)
     return Ref.get(seen)
   })
 
@@ -47,7 +47,7 @@ const failureRecordTimes = (world: World.World) =>
         const data = (JSON.parse(r.value) as { readonly data: { readonly updates?: Record<string, unknown> } }).data
         return data.updates?.["current_job"] === ""
       })
-      .map((r) => r.committedAt)
+      .map((r) => r.appendedAt)
   )
 
 describe("publishing the failure pair", () => {
@@ -61,7 +61,7 @@ describe("publishing the failure pair", () => {
       const committed = yield* recordTransactions(world)
       const retriesBefore = yield* counterValue(Metrics.publishRetries)
       const publishedBefore = yield* published_("pod_config_error")
-      yield* world.bus.failNextTransactions(3)
+      yield* world.bus.failNextAppends(3)
 
       yield* at(6)
       expect(yield* verdictRows(world)).toEqual([["pod_config_error", "pod", 6000, job]])
@@ -82,8 +82,8 @@ describe("publishing the failure pair", () => {
       expect(yield* committed).toEqual([["update-frontmatter", "increment-frontmatter"]])
       expect((yield* counterValue(Metrics.publishRetries)) - retriesBefore).toBe(3)
       expect((yield* published_("pod_config_error")) - publishedBefore).toBe(1)
-      const [committedAt] = yield* failureRecordTimes(world)
-      expect(committedAt).toBeGreaterThan(6000)
+      const [appendedAt] = yield* failureRecordTimes(world)
+      expect(appendedAt).toBeGreaterThan(6000)
       expect(yield* verdictRows(world)).toEqual([["pod_config_error", "pod", 6000, job]])
       expect(yield* jobByName(world, job)).toBeUndefined()
     }))
@@ -106,8 +106,8 @@ describe("publishing the failure pair", () => {
       // retried with a capped (30 s), jittered back-off
       yield* at(186 + 40)
       expect((yield* failurePairs(world)).map((p) => [p.job, p.reason])).toEqual([[job, "pod_config_error"]])
-      const [committedAt] = yield* failureRecordTimes(world)
-      expect(committedAt).toBeGreaterThanOrEqual(186_000)
+      const [appendedAt] = yield* failureRecordTimes(world)
+      expect(appendedAt).toBeGreaterThanOrEqual(186_000)
       expect(yield* jobByName(world, job)).toBeUndefined()
       yield* at(400)
       expect(yield* failurePairs(world)).toHaveLength(1)
@@ -127,7 +127,7 @@ describe("publishing the failure pair", () => {
         yield* world.cluster.patchPodStatus((yield* podOf(world, `manual-run-${i}`)).metadata.name, runningStatus())
       }
       const failedOnce = yield* Ref.make(false)
-      yield* world.bus.setBeforeCommit((transaction) =>
+      yield* world.bus.setBeforeAppend((transaction) =>
         transaction.messages.some((m) => m.key === tasks[1])
           ? Effect.flatMap(Ref.getAndSet(failedOnce, true), (failed) => (failed ? Effect.void : Effect.fail("broker hiccup")))
           : Effect.void

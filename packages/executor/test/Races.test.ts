@@ -35,7 +35,7 @@ describe("detectors racing on one job", () => {
       yield* world.cluster.patchPodStatus(pod, runningStatus())
       const spawnRecords = (yield* published(world)).length
       // from now on every transaction takes 10 s to commit
-      yield* world.bus.setBeforeCommit(() => Effect.sleep("10 seconds"))
+      yield* world.bus.setBeforeAppend(() => Effect.sleep("10 seconds"))
       const verdicts = yield* executor.use(Verdicts)
       const evaluations = Array.from({ length: 5 }, () => sources.map((source) => verdicts.evaluate(job, source))).flat()
 
@@ -83,7 +83,7 @@ describe("detectors racing on one job", () => {
       const job = yield* jobOf(world, taskId)
       yield* at(2)
       const pod = (yield* podOf(world, job)).metadata.name
-      yield* world.bus.setBeforeCommit(() => Effect.sleep("1 second"))
+      yield* world.bus.setBeforeAppend(() => Effect.sleep("1 second"))
       const verdicts = yield* executor.use(Verdicts)
       // the evidence changes and every detector looks at it at the same instant
       yield* world.cluster.patchPodStatus(pod, { ...crashedStatus(3), reason: "Evicted", message: "node pressure" })
@@ -108,7 +108,7 @@ describe("detectors racing on one job", () => {
       const { spawn } = yield* start(world)
       yield* spawn(taskId)
       const job = yield* jobOf(world, taskId)
-      yield* world.bus.setBeforeCommit(() => Effect.sleep("90 seconds"))
+      yield* world.bus.setBeforeAppend(() => Effect.sleep("90 seconds"))
       yield* at(600)
       const judged = yield* verdictRows(world)
       expect(judged.map((v) => [v[0], v[2], v[3]])).toEqual([["deadline_exceeded", 600_000, job]])

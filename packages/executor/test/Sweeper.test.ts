@@ -184,6 +184,7 @@ describe("sweeper robustness (items 97-100)", () => {
         Layer.succeed(ClusterWatch, watch),
         Layer.succeed(ClusterOps, world.cluster.ops),
         InMemoryBus.layerPublisher(world.bus, { topicPrefix: "" }),
+        InMemoryBus.layerEventSource(world.bus, { topicPrefix: "" }),
         ExecutorSettings.layer(),
         Layer.succeed(Journal, { record: () => Effect.void })
       )

@@ -232,6 +232,7 @@ export const startWithWatch = (world: World.World, watch: ClusterWatchShape) =>
       Layer.succeed(ClusterWatch, watch),
       Layer.succeed(ClusterOps, world.cluster.ops),
       InMemoryBus.layerPublisher(world.bus, { topicPrefix: world.settings.topicPrefix }),
+      InMemoryBus.layerEventSource(world.bus, { topicPrefix: world.settings.topicPrefix }),
       ExecutorSettings.layer(world.settings),
       Layer.succeed(Journal, {
         record: (entry) =>
@@ -328,28 +329,27 @@ export const commandsOf = (world: World.World, taskId: string) =>
     commands.filter((c) => c.data.taskIdentifier === taskId).map((c) => [c.operation, c.data] as const)
   )
 
-export interface SeenTransaction {
+export interface SeenBatch {
   readonly operations: ReadonlyArray<string>
   readonly keys: ReadonlyArray<string | null>
   readonly tasks: ReadonlyArray<string>
-  /** The consumed offset committed with the batch, if any. */
-  readonly offset: string | undefined
+  readonly partition: number
 }
 
-/** Records every transaction that reaches its commit point (installs the bus's `beforeCommit` hook). */
-export const watchTransactions = (world: World.World) =>
+/** Records every batch the executor sends, before it is appended (installs the bus's `beforeAppend` hook). */
+export const watchBatches = (world: World.World) =>
   Effect.gen(function* () {
-    const seen = yield* Ref.make<ReadonlyArray<SeenTransaction>>([])
-    yield* world.bus.setBeforeCommit((transaction) =>
+    const seen = yield* Ref.make<ReadonlyArray<SeenBatch>>([])
+    yield* world.bus.setBeforeAppend((batch) =>
       Ref.update(seen, (all) => [
         ...all,
         {
-          operations: transaction.messages.map((m) => (JSON.parse(m.value) as { readonly operation: string }).operation),
-          keys: transaction.messages.map((m) => m.key),
-          tasks: transaction.messages.map(
+          operations: batch.messages.map((m) => (JSON.parse(m.value) as { readonly operation: string }).operation),
+          keys: batch.messages.map((m) => m.key),
+          tasks: batch.messages.map(
             (m) => (JSON.parse(m.value) as { readonly data: { readonly taskIdentifier: string } }).data.taskIdentifier
           ),
-          offset: transaction.offsets?.offset
+          partition: batch.partition
         }
       ])
     )

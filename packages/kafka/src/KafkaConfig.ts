@@ -1,7 +1,6 @@
-import { hostname } from "node:os"
 import { Config, ConfigError, Either, Option, Schema } from "effect"
 
-/** The consumer group of the executor (executor.md §3.1); also the `sendOffsets` group of the publisher. */
+/** The consumer group of the executor (executor.md §3.1). */
 export const executorGroup = "agent-task-executor"
 
 /** Where the mTLS material of a `tls://` broker list is mounted (executor.md §3.4). */
@@ -35,13 +34,18 @@ export interface KafkaTimeouts {
   readonly connectionTimeoutMs: number
   /** Per-request timeout (kafkajs `requestTimeout`). */
   readonly requestTimeoutMs: number
-  /** kafkajs's own retries of a failed request (at least 1: the idempotent producer requires it). */
+  /**
+   * kafkajs's own retries of a failed request (at least 1: the idempotent producer requires it). A
+   * send that kafkajs retries keeps its producer id and sequence, so the broker drops a copy it
+   * already has; a send that fails after them all has an unknown outcome and is read back.
+   */
   readonly retries: number
   readonly initialRetryTimeMs: number
   readonly maxRetryTimeMs: number
-  /** The broker aborts an open transaction of a dead producer after this (kafkajs `transactionTimeout`). */
-  readonly transactionTimeoutMs: number
-  /** Upper bound of one whole publish (connect, transaction, commit), on top of kafkajs's own retries. */
+  /**
+   * Upper bound of connecting the producer and of each placement and read-back (not of a send:
+   * a send in flight is never abandoned, kafkajs's own retries bound it).
+   */
   readonly publishTimeoutMs: number
   /**
    * Upper bound of connect + subscribe of the consumer, and of an offset commit. Joining the group
@@ -67,7 +71,6 @@ export const defaultTimeouts: KafkaTimeouts = {
   retries: 5,
   initialRetryTimeMs: 300,
   maxRetryTimeMs: 10_000,
-  transactionTimeoutMs: 30_000,
   publishTimeoutMs: 30_000,
   operationTimeoutMs: 30_000,
   cleanupTimeoutMs: 5_000,
@@ -81,9 +84,7 @@ export interface KafkaConfig {
   readonly brokers: Brokers
   readonly tlsFiles: TlsFiles
   readonly clientId: string
-  /** Stable per replica: a restarted replica fences its predecessor's open transaction. */
-  readonly transactionalId: string
-  /** The consumer group, and the group whose offsets a publish commits. */
+  /** The consumer group of the task events. */
   readonly groupId: string
   /** `TOPIC_PREFIX`; topics are `Commands.topics(prefix)`. */
   readonly topicPrefix: string
@@ -134,20 +135,12 @@ export const parseBrokers = (raw: string): Either.Either<Brokers, KafkaConfigErr
   return Either.right({ addresses: brokers.map((broker) => broker.address), tls })
 }
 
-/** `agent-task-executor-<replica>`, the replica being the pod name (or host name). */
-export const transactionalIdFor = (replica: string): string => `${executorGroup}-${replica}`
-
-/** `POD_NAME`, else `HOSTNAME`, else the OS host name: the pod's own name inside Kubernetes. */
-export const replicaName = (env: Readonly<Record<string, string | undefined>> = process.env): string =>
-  [env["POD_NAME"], env["HOSTNAME"]].find((name) => name !== undefined && name.trim() !== "")?.trim() ?? hostname()
-
 export interface KafkaConfigInput {
   /** `KAFKA_BROKERS` verbatim. */
   readonly brokers: string
   readonly topicPrefix?: string
   readonly tlsFiles?: Partial<TlsFiles>
   readonly clientId?: string
-  readonly transactionalId?: string
   readonly groupId?: string
   readonly timeouts?: Partial<KafkaTimeouts>
 }
@@ -167,7 +160,6 @@ export const make = (input: KafkaConfigInput): Either.Either<KafkaConfig, KafkaC
       brokers,
       tlsFiles: { ...defaultTlsFiles, ...input.tlsFiles },
       clientId: input.clientId ?? executorGroup,
-      transactionalId: input.transactionalId ?? transactionalIdFor(replicaName()),
       groupId: input.groupId ?? executorGroup,
       topicPrefix: input.topicPrefix ?? "",
       timeouts
@@ -178,9 +170,11 @@ const optionalString = (name: string, description: string) =>
   Config.string(name).pipe(Config.withDescription(description), Config.option)
 
 /**
- * From the environment: `KAFKA_BROKERS` (required), `TOPIC_PREFIX`, `KAFKA_CLIENT_ID`,
- * `KAFKA_TRANSACTIONAL_ID` (default `agent-task-executor-<POD_NAME|HOSTNAME>`), `KAFKA_GROUP_ID`,
- * `KAFKA_TLS_CA_FILE`, `KAFKA_TLS_CERT_FILE`, `KAFKA_TLS_KEY_FILE`.
+ * From the environment: `KAFKA_BROKERS` (required), `TOPIC_PREFIX`, `KAFKA_CLIENT_ID`, `KAFKA_GROUP_ID`,
+ * `KAFKA_TLS_CA_FILE`, `KAFKA_TLS_CERT_FILE`, `KAFKA_TLS_KEY_FILE`, and the consumer's
+ * `KAFKA_SESSION_TIMEOUT_MS` and `KAFKA_REBALANCE_TIMEOUT_MS` (default 30 000 each; the broker's
+ * floor is 6 000): a restarted executor waits up to about that long for the member its
+ * predecessor left behind before it gets its partitions back.
  */
 export const fromEnv: Config.Config<KafkaConfig> = Config.all({
   brokers: Config.string("KAFKA_BROKERS").pipe(
@@ -188,11 +182,20 @@ export const fromEnv: Config.Config<KafkaConfig> = Config.all({
   ),
   topicPrefix: Config.string("TOPIC_PREFIX").pipe(Config.withDefault("")),
   clientId: optionalString("KAFKA_CLIENT_ID", "kafkajs client id"),
-  transactionalId: optionalString("KAFKA_TRANSACTIONAL_ID", "transactional id, stable per replica"),
   groupId: optionalString("KAFKA_GROUP_ID", "consumer group of the task events"),
   ca: optionalString("KAFKA_TLS_CA_FILE", "PEM of the brokers' CA (tls:// only)"),
   cert: optionalString("KAFKA_TLS_CERT_FILE", "PEM of the client certificate (tls:// only)"),
-  key: optionalString("KAFKA_TLS_KEY_FILE", "PEM of the client key (tls:// only)")
+  key: optionalString("KAFKA_TLS_KEY_FILE", "PEM of the client key (tls:// only)"),
+  sessionTimeoutMs: Config.integer("KAFKA_SESSION_TIMEOUT_MS").pipe(
+    Config.withDescription("consumer session timeout (ms)"),
+    Config.validate({ message: "expected an integer from 6000 to 300000", validation: (n) => n >= 6_000 && n <= 300_000 }),
+    Config.option
+  ),
+  rebalanceTimeoutMs: Config.integer("KAFKA_REBALANCE_TIMEOUT_MS").pipe(
+    Config.withDescription("consumer rebalance timeout (ms)"),
+    Config.validate({ message: "expected an integer from 6000 to 300000", validation: (n) => n >= 6_000 && n <= 300_000 }),
+    Config.option
+  )
 }).pipe(
   Config.mapOrFail((env) => {
     const tlsFiles: Partial<{ -readonly [K in keyof TlsFiles]: TlsFiles[K] }> = {}
@@ -203,14 +206,20 @@ export const fromEnv: Config.Config<KafkaConfig> = Config.all({
     if (cert !== undefined) tlsFiles.cert = cert
     if (key !== undefined) tlsFiles.key = key
     const clientId = Option.getOrUndefined(env.clientId)
-    const transactionalId = Option.getOrUndefined(env.transactionalId)
     const groupId = Option.getOrUndefined(env.groupId)
+    const timeouts: { -readonly [K in keyof KafkaTimeouts]?: KafkaTimeouts[K] } = {}
+    if (Option.isSome(env.sessionTimeoutMs)) {
+      timeouts.sessionTimeoutMs = env.sessionTimeoutMs.value
+      // heartbeats at a third of the session, as Kafka's clients do
+      timeouts.heartbeatIntervalMs = Math.min(defaultTimeouts.heartbeatIntervalMs, Math.floor(env.sessionTimeoutMs.value / 3))
+    }
+    if (Option.isSome(env.rebalanceTimeoutMs)) timeouts.rebalanceTimeoutMs = env.rebalanceTimeoutMs.value
     return make({
       brokers: env.brokers,
       topicPrefix: env.topicPrefix,
       tlsFiles,
+      timeouts,
       ...(clientId === undefined ? {} : { clientId }),
-      ...(transactionalId === undefined ? {} : { transactionalId }),
       ...(groupId === undefined ? {} : { groupId })
     }).pipe(Either.mapLeft((error) => ConfigError.InvalidData(["KAFKA_BROKERS"], error.message)))
   })

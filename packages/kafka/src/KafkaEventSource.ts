@@ -33,7 +33,9 @@ interface Subscription {
  * `commit` stores `offset + 1` for the group: through the running consumer, or, when no consumer is
  * running (the stream crashed or ended, e.g. a handler commits after a broker outage), through a
  * short-lived member of the group. So `commit` never depends on the stream being alive, as with the
- * in-memory bus: a caller that retries a commit before it pulls again cannot deadlock.
+ * in-memory bus: a caller that retries a commit before it pulls again cannot deadlock. `hold`
+ * stores the message's own offset (the group has not moved past it) with metadata the same way;
+ * `recall` reads the group's committed offset and metadata back through an admin client.
  */
 export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSourceShape, KafkaConfigError, Scope.Scope> =>
   Effect.gen(function* () {
@@ -141,7 +143,7 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
 
     // A short-lived member of the group commits for the consumer that is gone. (kafkajs's
     // `admin.setOffsets` does the same, but waits out a 5 s fetch before it commits.)
-    const commitAsNewMember = (offset: ConsumedOffset, next: string) =>
+    const commitAsNewMember = (offset: ConsumedOffset, next: string, metadata: string | null) =>
       Effect.scoped(
         Effect.gen(function* () {
           const consumer = yield* groupMember("committer")
@@ -154,15 +156,19 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
           yield* attempt("committer run", () =>
             consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: () => Promise.resolve() })
           )
-          consumer.pause([{ topic: offset.topic }])
+          // throws (not rejects) when the group could not be joined, e.g. the broker went away meanwhile
+          yield* Effect.try({
+            try: () => consumer.pause([{ topic: offset.topic }]),
+            catch: (cause) => new KafkaCallError({ operation: "committer pause", cause })
+          })
           yield* attempt("commitOffsets", () =>
-            consumer.commitOffsets([{ topic: offset.topic, partition: offset.partition, offset: next }])
+            consumer.commitOffsets([{ topic: offset.topic, partition: offset.partition, offset: next, metadata }])
           )
         })
       )
 
-    const commit = Effect.fn("KafkaEventSource.commit")(function* (offset: ConsumedOffset) {
-      const next = yield* nextOffset(offset.offset)
+    const commitAt = (offset: ConsumedOffset, next: string, metadata: string | null) =>
+      Effect.gen(function* () {
       const running = yield* Ref.get(live).pipe(
         Effect.flatMap(
           Option.match({
@@ -177,16 +183,41 @@ export const make = (config: KafkaConfig.KafkaConfig): Effect.Effect<TaskEventSo
       const committed = Option.match(running, {
         onSome: (consumer) =>
           attempt("commitOffsets", () =>
-            consumer.commitOffsets([{ topic: offset.topic, partition: offset.partition, offset: next }])
+            consumer.commitOffsets([{ topic: offset.topic, partition: offset.partition, offset: next, metadata }])
           ),
-        onNone: () => commitAsNewMember(offset, next)
+        onNone: () => commitAsNewMember(offset, next, metadata)
       })
       yield* withDeadline("commit", committed, timeouts.operationTimeoutMs).pipe(Effect.mapError(toConsumeError))
+      })
+
+    const commit = Effect.fn("KafkaEventSource.commit")(function* (offset: ConsumedOffset) {
+      yield* commitAt(offset, yield* nextOffset(offset.offset), null)
+    })
+
+    const hold = Effect.fn("KafkaEventSource.hold")(function* (offset: ConsumedOffset, metadata: string) {
+      yield* commitAt(offset, offset.offset, metadata)
+    })
+
+    const recall = Effect.fn("KafkaEventSource.recall")(function* (offset: ConsumedOffset) {
+      const committed = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const admin = (yield* makeKafka(config, "recall")).admin()
+          yield* Effect.addFinalizer(() => cleanup("admin disconnect", () => admin.disconnect(), timeouts.cleanupTimeoutMs))
+          yield* attempt("admin connect", () => admin.connect())
+          return yield* attempt("fetchOffsets", () => admin.fetchOffsets({ groupId: config.groupId, topics: [offset.topic] }))
+        })
+      ).pipe((effect) => withDeadline("recall", effect, timeouts.operationTimeoutMs), Effect.mapError(toConsumeError))
+      const position = committed.find((t) => t.topic === offset.topic)?.partitions.find((p) => p.partition === offset.partition)
+      return position !== undefined && position.offset === offset.offset && position.metadata !== null && position.metadata !== ""
+        ? Option.some(position.metadata)
+        : Option.none<string>()
     })
 
     return TaskEventSource.of({
       messages: Stream.unwrapScoped(subscribe.pipe(Effect.annotateLogs({ service: "KafkaEventSource" }))),
-      commit
+      commit,
+      hold,
+      recall
     })
   }).pipe(Effect.annotateLogs({ service: "KafkaEventSource" }))
 

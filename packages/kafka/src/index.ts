@@ -1,5 +1,5 @@
 export * as KafkaConfig from "./KafkaConfig.js"
 export * as KafkaEventSource from "./KafkaEventSource.js"
-export * as KafkaPublisher from "./KafkaPublisher.js"
+export * as KafkaRequestLog from "./KafkaRequestLog.js"
 export { describeError, KafkaCallError } from "./KafkaClient.js"
 export { nextOffset } from "./Offsets.js"

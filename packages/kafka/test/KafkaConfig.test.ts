@@ -43,7 +43,7 @@ describe("KafkaConfig.parseBrokers", () => {
 })
 
 describe("KafkaConfig.make and fromEnv", () => {
-  it("defaults: files of executor.md §3.4, group agent-task-executor, transactional id per replica", () => {
+  it("defaults: files of executor.md §3.4, group agent-task-executor", () => {
     const config = Either.getOrThrow(KafkaConfig.make({ brokers: "tls://kafka:9093" }))
     assert.deepStrictEqual(config.tlsFiles, {
       ca: "/server-cert/file",
@@ -52,9 +52,7 @@ describe("KafkaConfig.make and fromEnv", () => {
     })
     assert.strictEqual(config.groupId, "agent-task-executor")
     assert.strictEqual(config.topicPrefix, "")
-    assert.strictEqual(config.transactionalId, `agent-task-executor-${KafkaConfig.replicaName()}`)
-    assert.strictEqual(KafkaConfig.replicaName({ POD_NAME: "executor-7d9f-abcde", HOSTNAME: "h" }), "executor-7d9f-abcde")
-    assert.strictEqual(KafkaConfig.replicaName({ POD_NAME: " ", HOSTNAME: "h" }), "h")
+    assert.strictEqual(config.clientId, "agent-task-executor")
   })
 
   it("refuses retries 0 (kafkajs would throw synchronously for the idempotent producer)", () => {
@@ -67,7 +65,7 @@ describe("KafkaConfig.make and fromEnv", () => {
       const config = yield* KafkaConfig.fromEnv
       assert.deepStrictEqual(config.brokers, { addresses: ["a:9093", "b:9093"], tls: true })
       assert.strictEqual(config.topicPrefix, "develop")
-      assert.strictEqual(config.transactionalId, "agent-task-executor-executor-0")
+      assert.strictEqual(config.groupId, "agent-task-executor")
       assert.deepStrictEqual(config.tlsFiles, { ca: "/etc/ca.pem", cert: "/client-cert/file", key: "/client-key/file" })
       const bad = yield* Effect.exit(
         KafkaConfig.fromEnv.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["KAFKA_BROKERS", "tls://a:1,b:2"]]))))
@@ -79,13 +77,32 @@ describe("KafkaConfig.make and fromEnv", () => {
           new Map([
             ["KAFKA_BROKERS", "tls://a:9093,tls://b:9093"],
             ["TOPIC_PREFIX", "develop"],
-            ["KAFKA_TRANSACTIONAL_ID", "agent-task-executor-executor-0"],
+            ["KAFKA_GROUP_ID", "agent-task-executor"],
             ["KAFKA_TLS_CA_FILE", "/etc/ca.pem"]
           ])
         )
       )
     )
   )
+
+  it.effect("KAFKA_SESSION_TIMEOUT_MS and KAFKA_REBALANCE_TIMEOUT_MS tune the consumer (heartbeat a third of the session); out of range is refused", () =>
+    Effect.gen(function* () {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        KafkaConfig.fromEnv.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["KAFKA_BROKERS", "k:9092"], ...entries]))))
+      const defaults = yield* read([])
+      assert.deepStrictEqual(
+        [defaults.timeouts.sessionTimeoutMs, defaults.timeouts.rebalanceTimeoutMs, defaults.timeouts.heartbeatIntervalMs],
+        [30_000, 30_000, 3_000]
+      )
+      const tuned = yield* read([
+        ["KAFKA_SESSION_TIMEOUT_MS", "6000"],
+        ["KAFKA_REBALANCE_TIMEOUT_MS", "8000"]
+      ])
+      assert.deepStrictEqual([tuned.timeouts.sessionTimeoutMs, tuned.timeouts.rebalanceTimeoutMs, tuned.timeouts.heartbeatIntervalMs], [6_000, 8_000, 2_000])
+      for (const bad of ["5999", "abc", "300001"]) {
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(read([["KAFKA_SESSION_TIMEOUT_MS", bad]]))), bad)
+      }
+    }))
 
   it.effect("tls:// reads ca, cert and key from the configured files; plaintext reads none", () =>
     Effect.gen(function* () {

@@ -12,9 +12,25 @@ export interface TaskState {
 export const applyDelayMillis = 1_000
 const escalationHeading = "## Trigger Cap Escalation"
 
+/** A command the controller took off the request topic, and what it did with it. */
+export interface Handled {
+  readonly requestId: string
+  readonly operation: string
+  readonly taskId: string
+  /** When the controller handled it. */
+  readonly at: number
+  readonly requestTime: string
+  readonly offset: string
+  readonly partition: number
+}
+
 /**
- * The task controller as decisions D5 describes it: the single writer of the vault. It applies
- * each command 1 s after its transaction commits and then publishes the task as a new event.
+ * The task controller as docs/decisions.md#doctrine describes it, consuming like the real one
+ * (docs/contract.md#what-the-controller-does-with-them):
+ * it reads uncommitted (every appended record), never de-duplicates (the same command twice is
+ * applied twice), drops a command whose `requestTime` is more than 5 minutes old (recorded, no
+ * result), and skips a command it cannot decode without a word. It handles each command 1 s after
+ * it was appended and then publishes the task as a new event.
  */
 export interface ControllerModel {
   /** A snapshot of every task. */
@@ -22,6 +38,10 @@ export interface ControllerModel {
   readonly task: (taskId: string) => Effect.Effect<Option.Option<TaskState>>
   /** A human edits (or creates) a task file: the controller publishes it as an event. */
   readonly edit: (taskId: string, frontmatter: Readonly<Record<string, unknown>>, content: string) => Effect.Effect<void>
+  /** Every command applied so far, in order (duplicates included). */
+  readonly applied: Effect.Effect<ReadonlyArray<Handled>>
+  /** Every command dropped as expired so far. */
+  readonly expired: Effect.Effect<ReadonlyArray<Handled>>
 }
 
 /** Replaces the section that starts with `heading` (up to the next heading of its level), or appends it. */
@@ -49,9 +69,21 @@ const clearAssignee = (fm: Record<string, unknown>) => {
   if (prior !== "") fm["previous_assignee"] = prior
 }
 
+/** The envelope as the controller decodes it (docs/contract.md#command-envelope); anything else is skipped silently. */
 const Envelope = Schema.parseJson(
-  Schema.Struct({ operation: Schema.String, data: Schema.Unknown })
+  Schema.Struct({
+    requestID: Schema.NonEmptyString,
+    requestTime: Schema.optional(Schema.NullOr(Schema.String)),
+    initiator: Schema.NonEmptyString,
+    operation: Schema.String.pipe(Schema.pattern(/^[a-z][a-z-]*$/)),
+    id: Schema.optional(Schema.String),
+    data: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+    header: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+  })
 )
+
+/** Commands older than this when the controller gets to them are dropped (docs/contract.md#what-the-controller-does-with-them). */
+export const expiryMillis = 5 * 60 * 1000
 const AgentUpdate = Schema.Struct({
   taskIdentifier: Schema.String,
   frontmatter: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
@@ -150,18 +182,38 @@ export const make = (bus: InMemoryBus, options: { readonly topicPrefix: string }
         yield* publishEvent(taskId, task)
       })
 
-    yield* bus.committed.pipe(
+    const applied: Array<Handled> = []
+    const expired: Array<Handled> = []
+
+    yield* bus.appended.pipe(
       Stream.filter((record) => record.topic === topics.request),
       Stream.runForEach((record) =>
         Effect.gen(function* () {
+          const due = record.appendedAt + applyDelayMillis
+          const before = yield* Clock.currentTimeMillis
+          if (due > before) yield* Effect.sleep(Duration.millis(due - before))
           const now = yield* Clock.currentTimeMillis
-          const due = record.committedAt + applyDelayMillis
-          if (due > now) yield* Effect.sleep(Duration.millis(due - now))
           const envelope = Schema.decodeUnknownOption(Envelope)(record.value)
           if (Option.isNone(envelope)) return
-          const applied = applyCommand(tasks, envelope.value.operation, envelope.value.data)
-          if (Option.isNone(applied)) return
-          const [taskId, task] = applied.value
+          const { requestID, requestTime, operation, data } = envelope.value
+          const handled: Handled = {
+            requestId: requestID,
+            operation,
+            taskId: typeof data["taskIdentifier"] === "string" ? data["taskIdentifier"] : "",
+            at: now,
+            requestTime: requestTime ?? "",
+            offset: record.offset,
+            partition: record.partition
+          }
+          const sent = Time.parseTimestamp(requestTime ?? undefined)
+          if (Option.isNone(sent) || sent.value + expiryMillis < now) {
+            expired.push(handled)
+            return
+          }
+          const result = applyCommand(tasks, operation, data)
+          if (Option.isNone(result)) return
+          applied.push(handled)
+          const [taskId, task] = result.value
           tasks.set(taskId, task)
           yield* publishEvent(taskId, task)
         })
@@ -172,6 +224,8 @@ export const make = (bus: InMemoryBus, options: { readonly topicPrefix: string }
     return {
       tasks: Effect.sync(() => new Map(tasks)),
       task: (taskId) => Effect.sync(() => Option.fromNullable(tasks.get(taskId))),
-      edit
+      edit,
+      applied: Effect.sync(() => [...applied]),
+      expired: Effect.sync(() => [...expired])
     } satisfies ControllerModel
   })

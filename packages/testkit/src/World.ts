@@ -9,6 +9,7 @@ import {
   Journal,
   type JournalEntry
 } from "@executor/executor"
+import { Commands } from "@executor/domain"
 import * as InMemoryBus from "./InMemoryBus.js"
 import * as InMemoryCluster from "./InMemoryCluster.js"
 import type * as PodBehaviour from "./PodBehaviour.js"
@@ -39,7 +40,7 @@ export type ExecutorServices = Layer.Layer.Success<typeof Executor.layerState> |
 
 export interface ExecutorProcess {
   readonly context: Context.Context<ExecutorServices>
-  /** Kills the process at once: fibers interrupted, open transactions aborted, memory lost. */
+  /** Kills the process at once: fibers interrupted, in-flight work lost, memory lost. */
   readonly stop: Effect.Effect<void>
   readonly use: <A, E>(effect: Effect.Effect<A, E, ExecutorServices>) => Effect.Effect<A, E>
 }
@@ -47,6 +48,8 @@ export interface ExecutorProcess {
 export interface WorldOptions {
   readonly podBehaviour: PodBehaviour.Resolver
   readonly settings?: Partial<ExecutorSettingsShape>
+  /** Partitions of the request topic (default 1). */
+  readonly requestPartitions?: number
 }
 
 export const make = (options: WorldOptions): Effect.Effect<World, never, Scope.Scope> =>
@@ -57,7 +60,10 @@ export const make = (options: WorldOptions): Effect.Effect<World, never, Scope.S
       names: settings.names,
       podBehaviour: options.podBehaviour
     })
-    const bus = yield* InMemoryBus.make()
+    const requestTopic = Commands.topics(settings.topicPrefix).request
+    const bus = yield* InMemoryBus.make({
+      partitions: (topic) => (topic === requestTopic ? (options.requestPartitions ?? 1) : 1)
+    })
     const journal = yield* Ref.make<ReadonlyArray<Recorded>>([])
     const journalLayer = Layer.succeed(Journal, {
       record: (entry) =>

@@ -1,5 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Option, Redacted } from "effect"
 import { AgentRegistry, Healthcheck, Readiness } from "@executor/executor"
 import { LogLevelControl, parseLevel } from "./LogLevelControl.js"

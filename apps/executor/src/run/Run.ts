@@ -1,6 +1,6 @@
 import { createServer } from "node:http"
-import { HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer, LogLevel, Metric, Option } from "effect"
 import { Gates } from "@executor/domain"
 import {
@@ -12,7 +12,7 @@ import {
   Metrics,
   Verdicts
 } from "@executor/executor"
-import { KafkaEventSource, KafkaPublisher } from "@executor/kafka"
+import { KafkaEventSource, KafkaRequestLog } from "@executor/kafka"
 import { Crd, KubeCluster, KubeConfig } from "@executor/kube"
 import { router } from "./Http.js"
 import * as LogLevelControl from "./LogLevelControl.js"
@@ -46,7 +46,7 @@ export const layer = (config: RunConfig) => {
     : Layer.empty
   const infra = Layer.mergeAll(
     kube,
-    KafkaPublisher.layerFromEnv(),
+    KafkaRequestLog.layerPublisherFromEnv(),
     KafkaEventSource.layerFromEnv,
     settings,
     Journal.layerLog

@@ -32,6 +32,8 @@ const describe = (line: Line): string | undefined => {
               : ""
       return `${short(line.key ?? "")}  ${line.initiator.padEnd(8)}      ${line.operation} ${what}`
     }
+    case "command.expired":
+      return `${short(line.task)}  EXPIRED       ${line.operation} sent ${line.requestTime}`
     case "intervention":
       return `          ${line.what} ${line.detail}`
     case "final":

@@ -91,6 +91,7 @@ const Intervention = Schema.Union(
   Schema.Struct({ at: DurationString, restartExecutor: DurationString }),
   Schema.Struct({ at: DurationString, deleteJob: Schema.NonEmptyString }),
   Schema.Struct({ at: DurationString, kafkaDown: DurationString }),
+  Schema.Struct({ at: DurationString, kafkaAckLost: Schema.Int.pipe(Schema.positive()) }),
   Schema.Struct({
     at: DurationString,
     task: Schema.Struct({

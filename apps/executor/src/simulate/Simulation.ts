@@ -34,6 +34,13 @@ export type Line =
       readonly initiator: string
       readonly data: unknown
     }
+  | {
+      readonly t: number
+      readonly kind: "command.expired"
+      readonly task: string
+      readonly operation: string
+      readonly requestTime: string
+    }
   | { readonly t: number; readonly kind: "intervention"; readonly what: string; readonly detail: string }
   | {
       readonly t: number
@@ -154,6 +161,9 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
             yield* Effect.forkScoped(
               Effect.zipRight(Effect.sleep(Duration.millis(toMillis(event.kafkaDown))), world.bus.setDown(false))
             )
+          } else if ("kafkaAckLost" in event) {
+            yield* note("kafkaAckLost", String(event.kafkaAckLost))
+            yield* world.bus.loseNextAcks(event.kafkaAckLost)
           } else if ("deleteJob" in event) {
             const job = yield* world.cluster.currentJobOfTask(event.deleteJob)
             yield* note("deleteJob", Option.match(job, { onNone: () => "no job", onSome: (j) => j.metadata.name }))
@@ -197,7 +207,7 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
       ...commands.map((record): Line => {
         const envelope = JSON.parse(record.value) as { operation: string; initiator: string; data: unknown }
         return {
-          t: record.committedAt - epochMillis,
+          t: record.appendedAt - epochMillis,
           kind: "command",
           topic: record.topic,
           key: record.key,
@@ -206,6 +216,15 @@ const simulation = (scenario: ScenarioFile, time: VirtualTime.VirtualTime): Effe
           data: envelope.data
         }
       }),
+      ...(yield* controller.expired).map(
+        (expired): Line => ({
+          t: expired.at - epochMillis,
+          kind: "command.expired",
+          task: expired.taskId,
+          operation: expired.operation,
+          requestTime: expired.requestTime
+        })
+      ),
       ...interventions
     ]
       // Jittered retries can fall between milliseconds; the output counts whole ones.

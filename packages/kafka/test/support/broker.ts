@@ -40,6 +40,8 @@ export interface PrivateBroker {
   readonly start: Effect.Effect<void, BrokerError>
   /** SIGTERM, wait for the exit (SIGKILL after 20 s). */
   readonly stop: Effect.Effect<void>
+  /** kill -9: the broker dies at once, with whatever it had not answered yet. */
+  readonly kill: Effect.Effect<void>
   /** SIGSTOP / SIGCONT: a broker that hangs instead of refusing connections. */
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
@@ -184,6 +186,13 @@ export const privateBroker = (binaries: Binaries) =>
       logFile,
       start,
       stop,
+      kill: Effect.gen(function* () {
+        const child = yield* Ref.get(process_)
+        if (child === undefined) return
+        yield* signal("SIGCONT")
+        yield* signal("SIGKILL")
+        yield* exited(child)
+      }),
       pause: signal("SIGSTOP"),
       resume: signal("SIGCONT")
     } satisfies PrivateBroker

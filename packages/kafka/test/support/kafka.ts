@@ -14,10 +14,10 @@ export const client = (brokers: string) =>
 export const uniqueName = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
 
 /**
- * Creates 1-partition topics and waits for their leaders. A broker that has just started may not
+ * Creates topics (1 partition unless told) and waits for their leaders. A broker that has just started may not
  * host the new partitions yet ("does not host this topic-partition"): retried for a while.
  */
-export const createTopics = (brokers: string, topics: ReadonlyArray<string>) =>
+export const createTopics = (brokers: string, topics: ReadonlyArray<string>, numPartitions = 1) =>
   Effect.scoped(
     Effect.gen(function* () {
       const admin = client(brokers).admin()
@@ -26,7 +26,7 @@ export const createTopics = (brokers: string, topics: ReadonlyArray<string>) =>
       )
       yield* call("createTopics", () =>
         admin.createTopics({
-          topics: topics.map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1 })),
+          topics: topics.map((topic) => ({ topic, numPartitions, replicationFactor: 1 })),
           waitForLeaders: true,
           timeout: 10_000
         })
@@ -63,9 +63,17 @@ export const produce = (brokers: string, topic: string, values: ReadonlyArray<st
   )
 
 export interface Record {
+  readonly partition: number
   readonly offset: string
   readonly key: string | null
   readonly value: string | null
+  /** The record batch it came in: its first offset, and whether it was transactional. */
+  readonly batch: { readonly firstOffset: string; readonly inTransaction: boolean }
+}
+
+interface BatchContext {
+  readonly firstOffset?: string
+  readonly inTransaction?: boolean
 }
 
 /**
@@ -95,11 +103,14 @@ export const readUntil = (
       yield* call("run", () =>
         consumer.run({
           autoCommit: false,
-          eachMessage: async ({ message }) => {
+          eachMessage: async ({ message, partition }) => {
+            const batch = (message as unknown as { readonly batchContext?: BatchContext }).batchContext ?? {}
             const record: Record = {
+              partition,
               offset: message.offset,
               key: message.key === null ? null : message.key.toString(),
-              value: message.value === null ? null : message.value.toString()
+              value: message.value === null ? null : message.value.toString(),
+              batch: { firstOffset: String(batch.firstOffset ?? ""), inTransaction: batch.inTransaction === true }
             }
             Runtime.runSync(runtime)(
               Ref.updateAndGet(records, Chunk.append(record)).pipe(
