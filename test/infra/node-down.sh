@@ -123,11 +123,13 @@ for l in an0 cni0; do ip link show "$l" >/dev/null 2>&1 && ip link del "$l" 2>/d
 problems=()
 left=$(mntns_pids); h=$(cat "$N/holder.pid" 2>/dev/null || true)
 [ -n "$h" ] && live "$h" && in_mntns "$h" && left="$left $h"
-[ -z "${left// /}" ] || problems+=("processes in the mount namespace $MNTNS:$left ($(ps -o pid=,stat=,args= -p "$(echo $left | tr ' ' ',')" 2>/dev/null | cut -c1-160 | tr '\n' ';'))")
+# what each left process is, for the post-mortem
+describe() { local p; for p in "$@"; do ps -o pid=,ppid=,stat=,etime=,args= -p "$p" 2>/dev/null | sed 's/^/      /'; done; }
+[ -z "${left// /}" ] || problems+=("processes in the mount namespace $MNTNS:$left"$'\n'"$(describe $left)")
 if [ -n "$POD_NETNS" ]; then
   for d in /proc/[0-9]*; do
     ns=$(readlink "$d/ns/net" 2>/dev/null) || continue
-    case " $(echo $POD_NETNS) " in *" $ns "*) problems+=("process ${d#/proc/} in pod network namespace $ns") ;; esac
+    case " $(echo $POD_NETNS) " in *" $ns "*) problems+=("process ${d#/proc/} in pod network namespace $ns"$'\n'"$(describe "${d#/proc/}")") ;; esac
   done
 fi
 if [ -n "$CGROUP_ROOT" ]; then

@@ -104,7 +104,9 @@ export const startExecutor = async (
     APPLY_CRD: "true",
     JOB_TTL_SECONDS_AFTER_FINISHED: "600",
     LOG_LEVEL: "info",
-    ...(process.env["TSX_TSCONFIG_PATH"] === undefined ? {} : { TSX_TSCONFIG_PATH: process.env["TSX_TSCONFIG_PATH"] })
+    ...(process.env["TSX_TSCONFIG_PATH"] === undefined ? {} : { TSX_TSCONFIG_PATH: process.env["TSX_TSCONFIG_PATH"] }),
+    // TSX_DISABLE_CACHE=1: every start transpiles all of the sources, as a fresh container would
+    ...(process.env["TSX_DISABLE_CACHE"] === undefined ? {} : { TSX_DISABLE_CACHE: process.env["TSX_DISABLE_CACHE"] })
   }
   for (const [key, value] of Object.entries(env)) if (value !== undefined) fullEnv[key] = value
   const fd = openSync(logFile, "a")

@@ -62,11 +62,17 @@ export interface World {
   readonly close: () => Promise<void>
 }
 
+export interface WorldOptions {
+  readonly kubeconfig?: string
+  /** Waits until the new namespace can take pods (on a real node: its default ServiceAccount). */
+  readonly namespaceReady?: (kube: Kube, namespace: string) => Promise<void>
+}
+
 export const makeWorld = async (
   infra: InfraInfo,
   label: string,
   agents: Readonly<Record<string, object>>,
-  options: { readonly kubeconfig?: string } = {}
+  options: WorldOptions = {}
 ): Promise<World> => {
   const id = uniqueSuffix()
   const namespace = `e2e-${label}-${id}`
@@ -74,6 +80,7 @@ export const makeWorld = async (
   const topics = Commands.topics(topicPrefix)
   const kube = kubeClient(infra.kubeconfig)
   await prepareNamespace(kube, namespace)
+  await options.namespaceReady?.(kube, namespace)
   await createTopics(infra.kafkaBrokers, [topics.event, topics.request])
   for (const [name, spec] of Object.entries(agents)) await kube.applyConfig(namespace, name, spec)
   const log = await commandLog(infra.kafkaBrokers, topics.request)
@@ -137,7 +144,7 @@ export const failureOf = (log: CommandLog, taskId: string, timeoutMs: number) =>
 /**
  * Doctrine D5 on the wire: the update `{current_job: ""}` with a `## Failure` section naming the job
  * and the reason token, directly followed by the `trigger_count` increment in the same record batch
- * (no transaction: visible to every reader at once), both keyed by the task id.
+ * (no transaction: visible to every reader at once), both keyed by the task id. Returns the two.
  */
 export const expectFailurePair = (
   records: ReadonlyArray<CommandRecord>,
@@ -164,6 +171,7 @@ export const expectFailurePair = (
   // one record batch, appended at once: both or neither visible
   expect(update.batch.inTransaction).toBe(false)
   expect(next?.batch.firstOffset).toBe(update.batch.firstOffset)
+  return { update, next }
 }
 
 /** Over the whole life of a task: how many spawns, failures and increments went out. */

@@ -80,23 +80,10 @@ export const podStatus = {
       containerStatus(image, { terminated: { exitCode: 0, reason: "Completed", startedAt: now(), finishedAt: now() } })
     ]
   }),
-  terminated: (image: string, exitCode: number, reason: string): k8s.V1PodStatus => ({
-    phase: "Failed",
-    conditions: [scheduled()],
-    containerStatuses: [
-      containerStatus(image, { terminated: { exitCode, reason, startedAt: now(), finishedAt: now() } })
-    ]
-  }),
   evicted: (): k8s.V1PodStatus => ({
     phase: "Failed",
     reason: "Evicted",
     message: "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi."
-  }),
-  unschedulable: (message: string): k8s.V1PodStatus => ({
-    phase: "Pending",
-    conditions: [
-      { type: "PodScheduled", status: "False", reason: "Unschedulable", message, lastTransitionTime: now() }
-    ]
   })
 }
 
@@ -117,16 +104,6 @@ export const jobStatus = {
     conditions: [
       jobCondition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline"),
       jobCondition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")
-    ]
-  }),
-  /** With backoffLimit 0, any failed pod fails the Job like this. */
-  backoffLimitExceeded: (startedAt: Date | undefined): k8s.V1JobStatus => ({
-    startTime: startedAt ?? now(),
-    active: 0,
-    failed: 1,
-    conditions: [
-      jobCondition("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
-      jobCondition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
     ]
   }),
   complete: (startedAt: Date | undefined): k8s.V1JobStatus => ({

@@ -25,10 +25,14 @@ export const nodeClients = (node: NodeInfo): NodeClients => {
 export const createNamespace = async (clients: NodeClients, prefix: string): Promise<string> => {
   const name = `${prefix}-${randomBytes(3).toString("hex")}`
   await clients.core.createNamespace({ body: { metadata: { name } } })
-  await eventually(`the default ServiceAccount of ${name}`, 30_000, async () =>
-    (await clients.core.readNamespacedServiceAccount({ name: "default", namespace: name })).metadata?.name, 100)
+  await defaultServiceAccount(clients.core, name)
   return name
 }
+
+/** Waits for the `default` ServiceAccount of a new namespace (until then every pod is rejected). */
+export const defaultServiceAccount = (core: k8s.CoreV1Api, namespace: string) =>
+  eventually(`the default ServiceAccount of ${namespace}`, 30_000, async () =>
+    (await core.readNamespacedServiceAccount({ name: "default", namespace })).metadata?.name, 100)
 
 export const deleteNamespace = (clients: NodeClients, name: string) =>
   clients.core.deleteNamespace({ name }).then(() => undefined, () => undefined)

@@ -158,13 +158,13 @@ const rows: ReadonlyArray<Row> = [
 
 /** Image pulls that recover inside their grace: [name, behaviour, Config spec, second the Job completes]. */
 const recovering: ReadonlyArray<readonly [string, PodBehaviour.PodBehaviour, Record<string, unknown>, number]> = [
-  // Running at 36 s, exits 0 a minute later
-  ["image-pull-recovers shorter than the grace (30 s) ⇒ none", PodBehaviour.imagePullRecovers("30 seconds"), {}, 96],
+  // Running at 36 s, exits 0 a minute later; the pod is Succeeded (and the Job Complete) a second after that
+  ["image-pull-recovers shorter than the grace (30 s) ⇒ none", PodBehaviour.imagePullRecovers("30 seconds"), {}, 97],
   [
     "imagePullGraceSeconds 300 ⇒ an image pull that recovers after 90 s is no zombie",
     PodBehaviour.imagePullRecovers("90 seconds"),
     { imagePullGraceSeconds: 300 },
-    156
+    157
   ]
 ]
 
@@ -212,20 +212,20 @@ describe("simulation.md behaviour table, end to end with the default graces", ()
       yield* spawn(taskId)
       const job = yield* jobOf(world, taskId)
       expect((yield* jobByName(world, job))?.metadata.finalizers).toEqual([names.finalizer])
-      // Running at 6 s, exits 0 at 306 s: the Job completes then
-      yield* at(305)
-      expect((yield* trackedRuns(executor)).map((r) => r.jobName)).toEqual([job])
+      // Running at 6 s, exits 0 at 306 s, the pod Succeeded a second later: the Job completes then
       yield* at(306)
+      expect((yield* trackedRuns(executor)).map((r) => r.jobName)).toEqual([job])
+      yield* at(307)
       const done = yield* jobByName(world, job)
       expect(done?.metadata.finalizers ?? []).toEqual([])
       expect(done?.metadata.deletionTimestamp).toBeUndefined()
       expect(yield* trackedRuns(executor)).toEqual([])
       // the TTL controller removes it 1800 s after it finished
-      yield* at(306 + 1799)
+      yield* at(307 + 1799)
       expect(yield* jobByName(world, job)).toBeDefined()
-      yield* at(306 + 1800)
+      yield* at(307 + 1800)
       expect(yield* jobByName(world, job)).toBeUndefined()
-      yield* at(306 + 1800 + 120)
+      yield* at(307 + 1800 + 120)
       expect(yield* verdictRows(world)).toEqual([])
       expect(yield* failures(world)).toHaveLength(0)
       expect((yield* world.cluster.events).filter((e) => e.reason === "ZombieDetected")).toEqual([])

@@ -272,6 +272,8 @@ const jobSettling = (job: Kube.Job): boolean =>
   hasTrueCondition(job.status?.conditions, "FailureTarget") ||
   hasTrueCondition(job.status?.conditions, "SuccessCriteriaMet")
 
+const foreground = "foregroundDeletion"
+
 const podTerminal = (pod: Kube.Pod): boolean => pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed"
 
 const condition = (
@@ -302,6 +304,15 @@ const withCondition = (
 const defaultBackoffLimit = 6
 /** The API server keeps Events this long (`--event-ttl`, default 1 h). */
 const eventTtlMillis = 3_600_000
+/**
+ * client-go's event correlator: past this many Events about one object with the same reason, source
+ * and type but different messages (none of them more than `similarWindowMillis` after the one
+ * before), the next ones are one Event with the message `(combined from similar events): <newest
+ * message>`, bumped each time.
+ */
+const similarEventsLimit = 10
+const similarWindowMillis = 600_000
+const combinedPrefix = "(combined from similar events): "
 const jobRetryBackoffMillis = (failures: number): number => Math.min(10_000 * 2 ** Math.max(0, failures - 1), 360_000)
 
 // ---------------------------------------------------------------------------------------------
@@ -325,6 +336,8 @@ interface PodEntry {
   readonly createdAt: number
   /** Set when the kubelet got the pod's deletion (SIGTERM sent): its own timeline stops. */
   signalled: boolean
+  /** Counted as failed by the job controller when it was deleted (before it ended). */
+  countedFailed?: boolean
 }
 
 interface Injection {
@@ -390,6 +403,8 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
     const pods = new Map<string, PodEntry>()
     const configs = new Map<string, ConfigObject>()
     const events: Array<RecordedEvent> = []
+    /** The correlator's record per object, reason, source and type: the messages seen, the last time. */
+    const similarEvents = new Map<string, { messages: Set<string>; lastAt: number }>()
     const notices: Array<ClusterNotice> = []
     const writeLog: Array<WriteRecord> = []
     const attempts = new Map<string, number>()
@@ -448,25 +463,37 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
 
     /**
      * Records an Event like client-go's recorder: a repeat (same object, reason, message and
-     * source) bumps the count and last time of the first one. The executor's own Events are
-     * separate objects, as the real adapter writes them. Events older than the TTL are dropped.
+     * source) bumps the count and last time of the first one; past `similarEventsLimit` similar
+     * ones (another message) within 10 minutes they are combined into one. The executor's own
+     * Events are separate objects, as the real adapter writes them. Events older than the TTL are
+     * dropped.
      */
     const recordEvent = (
       involved: { readonly kind?: "Job" | "Pod"; readonly name: string; readonly uid: string | undefined },
-      event: Pick<RecordedEvent, "reason" | "message" | "type" | "source">
+      given: Pick<RecordedEvent, "reason" | "message" | "type" | "source">
     ): void => {
       const t = now()
       while (events[0] !== undefined && events[0].lastAt < t - eventTtlMillis) events.shift()
       const kind = involved.kind ?? "Job"
-      const index = event.source === "executor"
+      const similar = (e: RecordedEvent) =>
+        e.involvedObject.kind === kind && e.involvedObject.name === involved.name && e.involvedObject.uid === involved.uid &&
+        e.reason === given.reason && e.source === given.source && e.type === given.type
+      const key = JSON.stringify([kind, involved.name, involved.uid, given.reason, given.source, given.type])
+      const previousRecord = similarEvents.get(key)
+      const record = previousRecord !== undefined && t - previousRecord.lastAt <= similarWindowMillis
+        ? previousRecord
+        : { messages: new Set<string>(), lastAt: t }
+      record.lastAt = t
+      similarEvents.set(key, record)
+      const combined = given.source !== "executor" && !record.messages.has(given.message) && record.messages.size >= similarEventsLimit
+      if (!combined) record.messages.add(given.message)
+      const event = combined ? { ...given, message: `${combinedPrefix}${given.message}` } : given
+      const index = given.source === "executor"
         ? -1
-        : events.findIndex((e) =>
-          e.involvedObject.kind === kind && e.involvedObject.name === involved.name && e.involvedObject.uid === involved.uid &&
-          e.reason === event.reason && e.message === event.message && e.source === event.source
-        )
+        : events.findIndex((e) => similar(e) && (combined ? e.message.startsWith(combinedPrefix) : e.message === event.message))
       const previous = events[index]
       const recorded: RecordedEvent = previous !== undefined
-        ? { ...previous, count: previous.count + 1, lastAt: t }
+        ? { ...previous, message: event.message, count: previous.count + 1, lastAt: t }
         : {
           name: `${involved.name}.${(++eventCounter).toString(16).padStart(16, "0")}`,
           involvedObject: { kind, namespace, name: involved.name, uid: involved.uid },
@@ -533,7 +560,10 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         p.pod.metadata.ownerReferences?.some((ref) => ref.kind === "Job" && (ref.uid === undefined || ref.uid === entry.uid)) ?? false
       )
 
-    const activePods = (entry: JobEntry): Array<PodEntry> => podsOwnedBy(entry).filter((p) => !podTerminal(p.pod))
+    /** Pods that have not ended and are not being deleted (the job controller's `active`). */
+    const activePods = (entry: JobEntry): Array<PodEntry> =>
+      podsOwnedBy(entry).filter((p) => !podTerminal(p.pod) && !Kube.isDeleting(p.pod.metadata))
+    const unfinishedPods = (entry: JobEntry): Array<PodEntry> => podsOwnedBy(entry).filter((p) => !podTerminal(p.pod))
 
     const setJob = (entry: JobEntry, job: Kube.Job): void => {
       entry.job = { ...job, metadata: { ...job.metadata, resourceVersion: nextRv() } }
@@ -561,8 +591,27 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       const { name } = entry.job.metadata
       at(`TTL of Job ${name}`, finishedAt(entry.job) + ttl * 1000, () => {
         const current = jobOf(name, entry.uid)
-        if (current !== undefined) deleteJobNow(current)
+        if (current !== undefined) deleteJobInForeground(current)
       })
+    }
+
+    /**
+     * The TTL controller's DELETE (`propagationPolicy: Foreground`): the Job gets the finalizer
+     * `foregroundDeletion`, the garbage collector deletes its pods, then drops that finalizer; other
+     * finalizers still hold the Job.
+     */
+    const deleteJobInForeground = (entry: JobEntry): void => {
+      if (Kube.isDeleting(entry.job.metadata)) return
+      const finalizers = entry.job.metadata.finalizers ?? []
+      setJob(entry, {
+        ...entry.job,
+        metadata: { ...entry.job.metadata, deletionTimestamp: formatTimestamp(now()), finalizers: [...finalizers, foreground] }
+      })
+      for (const pod of podsOwnedBy(entry)) {
+        setPod(pod, { ...pod.pod, metadata: { ...pod.pod.metadata, deletionTimestamp: formatTimestamp(now()) } })
+        removePod(pod)
+      }
+      setFinalizers(entry, (entry.job.metadata.finalizers ?? []).filter((f) => f !== foreground))
     }
 
     const removeJob = (entry: JobEntry): void => {
@@ -636,15 +685,19 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       }
     }
 
-    /** A pod the admission refuses (a quota): an Event, and another try after the controller's back-off. */
+    /**
+     * A pod the admission refuses (a quota): an Event naming the name the API server generated for
+     * it (so each try is an Event of its own), and another try after the controller's back-off.
+     */
     const failPodCreation = (entry: JobEntry, attempt: number): void => {
       const { name: jobName } = entry.job.metadata
+      const refused = `${jobName}-`.slice(0, 58) + suffix(`${entry.uid}/refused/${attempt}`)
       recordEvent({ name: jobName, uid: entry.uid }, {
         reason: "FailedCreate",
         type: "Warning",
         source: "job-controller",
         message:
-          `Error creating: pods "${jobName}-" is forbidden: exceeded quota: agent-quota, requested: pods=1, used: pods=10, limited: pods=10`
+          `Error creating: pods "${refused}" is forbidden: exceeded quota: agent-quota, requested: pods=1, used: pods=0, limited: pods=0`
       })
       at(`pod creation retry of Job ${jobName}`, now() + PodBehaviour.podCreateRetryMillis(attempt), () => {
         const current = driven(jobName, entry.uid)
@@ -701,20 +754,27 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
      * first (`SuccessCriteriaMet`, `FailureTarget`) and finishes in a second write (`Complete`,
      * `Failed`), and once `FailureTarget` is set it waits for the Job's other pods to end.
      */
-    const podEnded = (ownerName: string | undefined, ownerUid: string | undefined, phase: "Succeeded" | "Failed") => {
+    const podEnded = (
+      ownerName: string | undefined,
+      ownerUid: string | undefined,
+      phase: "Succeeded" | "Failed",
+      countedAtDeletion = false
+    ) => {
       if (ownerName === undefined) return
       const entry = jobs.get(ownerName)
       if (entry === undefined || (ownerUid !== undefined && entry.uid !== ownerUid)) return
       if (Kube.isDeleting(entry.job.metadata) || jobDone(entry.job)) return
       const active = activePods(entry).length
       const counted = (status: JobStatus): JobStatus =>
-        phase === "Succeeded"
+        countedAtDeletion
+          ? { ...status, active }
+          : phase === "Succeeded"
           ? { ...status, active, succeeded: (status.succeeded ?? 0) + 1 }
           : { ...status, active, failed: (status.failed ?? 0) + 1 }
       const target = trueCondition(entry.job, "FailureTarget")
       if (target !== undefined) {
         updateJobStatus(entry, counted)
-        if (active === 0) failJob(entry, target.reason ?? "", target.message ?? "")
+        if (unfinishedPods(entry).length === 0) failJob(entry, target.reason ?? "", target.message ?? "")
         return
       }
       if (hasTrueCondition(entry.job.status?.conditions, "SuccessCriteriaMet")) return
@@ -731,15 +791,15 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
         }))
         return
       }
-      const failed = (entry.job.status?.failed ?? 0) + 1
+      const failed = (entry.job.status?.failed ?? 0) + (countedAtDeletion ? 0 : 1)
       if (failed > (entry.job.spec?.backoffLimit ?? defaultBackoffLimit)) {
         const message = "Job has reached the specified backoff limit"
         updateJobStatus(entry, (status) => ({
           ...counted(status),
           conditions: [...(status.conditions ?? []), jobCondition("FailureTarget", "BackoffLimitExceeded", message)]
         }))
-        if (active === 0) failJob(entry, "BackoffLimitExceeded", message)
-        else for (const pod of activePods(entry)) terminatePod(pod, PodBehaviour.sigtermExitCode(entry.behaviour))
+        for (const pod of activePods(entry)) terminatePod(pod, PodBehaviour.sigtermExitCode(entry.behaviour))
+        if (unfinishedPods(entry).length === 0) failJob(entry, "BackoffLimitExceeded", message)
         return
       }
       updateJobStatus(entry, counted)
@@ -799,7 +859,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       const phase = entry.pod.status?.phase
       if (!wasTerminal && (phase === "Succeeded" || phase === "Failed")) {
         const owner = ownerOf(entry.pod)
-        podEnded(owner?.name, owner?.uid, phase)
+        podEnded(owner?.name, owner?.uid, phase, entry.countedFailed === true)
       }
     }
 
@@ -817,7 +877,7 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       // A pod deleted before it ended counts as a failed pod (job tracking with finalizers).
       if (!podTerminal(entry.pod)) {
         const owner = ownerOf(entry.pod)
-        podEnded(owner?.name, owner?.uid, "Failed")
+        podEnded(owner?.name, owner?.uid, "Failed", entry.countedFailed === true)
       }
     }
 
@@ -831,18 +891,14 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
 
     const endedContainers = (pod: Kube.Pod, exitCode: number, t: string) =>
       podContainers(pod).map((c) => {
-        const started = pod.status?.containerStatuses?.find((s) => s.name === c.name)?.state?.running !== undefined
+        const state = pod.status?.containerStatuses?.find((s) => s.name === c.name)?.state
         return {
           ...containerId(c),
           state: {
             // a container that never started has no times: the real kubelet writes them as null
-            terminated: started
+            terminated: state?.terminated ?? (state?.running !== undefined
               ? { exitCode, reason: exitCode === 0 ? "Completed" : "Error", finishedAt: t }
-              : {
-                exitCode: 137,
-                reason: "ContainerStatusUnknown",
-                message: "The container could not be located when the pod was terminated"
-              }
+              : { exitCode: 137, reason: "ContainerStatusUnknown", message: PodBehaviour.unknownContainerMessage })
           }
         }
       })
@@ -859,11 +915,21 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       }
     }
 
+    /** The job controller counts a pod it deletes before the pod ended as failed at once (job tracking). */
+    const countAsFailed = (entry: PodEntry): void => {
+      const owner = ownerOf(entry.pod)
+      const job = owner === undefined ? undefined : jobs.get(owner.name)
+      if (job === undefined || (owner?.uid !== undefined && job.uid !== owner.uid) || jobDone(job.job)) return
+      entry.countedFailed = true
+      updateJobStatus(job, (status) => ({ ...status, active: activePods(job).length, failed: (status.failed ?? 0) + 1 }))
+    }
+
     /**
-     * A graceful pod deletion as the kubelet carries it out: SIGTERM; a process that answers it
-     * ends at once with its exit code, one that ignores it (PID 1 without a handler) dies with 137
-     * after `terminationGracePeriodSeconds`; a container that never started ends at once as
-     * `ContainerStatusUnknown`; a pod on no node goes at once. The pod object goes once it ended.
+     * A graceful pod deletion by the job controller as the kubelet carries it out: SIGTERM; a
+     * process that answers it ends at once with its exit code, one that ignores it (PID 1 without a
+     * handler) dies with 137 after `terminationGracePeriodSeconds`; a container that never started
+     * shows `ContainerCreating` again and ends `ContainerStatusUnknown` a moment later; a pod on no
+     * node goes at once. The pod object goes once it ended.
      */
     const terminatePod = (entry: PodEntry, sigtermExitCode: number | undefined): void => {
       if (entry.signalled || podTerminal(entry.pod)) return
@@ -871,16 +937,28 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
       signalled.add(entry.uid)
       const t = formatTimestamp(now())
       setPod(entry, { ...entry.pod, metadata: { ...entry.pod.metadata, deletionTimestamp: t } })
+      countAsFailed(entry)
       const onNode = entry.pod.status?.conditions?.some((c) => c.type === "PodScheduled" && c.status === "True") ?? false
       if (!onNode) return removePod(entry)
-      const running = entry.pod.status?.containerStatuses?.some((c) => c.state?.running !== undefined) ?? false
+      const statuses = entry.pod.status?.containerStatuses ?? []
+      const running = statuses.some((c) => c.state?.running !== undefined)
       const end = (exitCode: number) => {
         const current = pods.get(entry.pod.metadata.name)
         if (current === undefined || current.uid !== entry.uid || podTerminal(current.pod)) return
         setPod(current, { ...current.pod, status: killedStatus(current.pod, exitCode) })
         removePod(current)
       }
-      if (!running) return end(137)
+      if (!running && statuses.length > 0 && statuses.every((c) => c.state?.terminated !== undefined)) return end(137)
+      if (!running) {
+        setPod(entry, {
+          ...entry.pod,
+          status: {
+            ...entry.pod.status,
+            containerStatuses: podContainers(entry.pod).map((c) => ({ ...containerId(c), state: { waiting: { reason: "ContainerCreating" } } }))
+          }
+        })
+        return at(`pod ${entry.pod.metadata.name} lost its container`, now() + PodBehaviour.unknownContainerMillis, () => end(137))
+      }
       recordEvent({ kind: "Pod", name: entry.pod.metadata.name, uid: entry.uid }, {
         reason: "Killing",
         message: "Stopping container agent",
@@ -925,8 +1003,11 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
           }
         case "ContainerEnded":
           return {
-            phase: "Running",
-            conditions: withCondition(scheduled(pod, t), condition("Ready", "False", t, "PodFailed")),
+            phase: pod.status?.phase ?? "Pending",
+            conditions: withCondition(
+              scheduled(pod, t),
+              condition("Ready", "False", t, step.exitCode === 0 ? "PodCompleted" : "PodFailed")
+            ),
             containerStatuses: containers.map((c) => ({
               ...containerId(c),
               state: { terminated: { exitCode: step.exitCode, reason: step.reason, finishedAt: t } }
@@ -939,15 +1020,19 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
             scheduled(pod, t),
             condition("Ready", "False", t, succeeded ? "PodCompleted" : "PodFailed")
           )
+          const lost = { exitCode: 137, reason: "ContainerStatusUnknown", message: PodBehaviour.lostContainerMessage }
           return {
             phase: succeeded ? "Succeeded" : "Failed",
             ...(step.podReason === undefined ? {} : { reason: step.podReason }),
             ...(step.podMessage === undefined ? {} : { message: step.podMessage }),
             conditions,
-            containerStatuses: containers.map((c) => ({
-              ...containerId(c),
-              state: { terminated: { exitCode: step.exitCode, reason: step.reason, finishedAt: t } }
-            }))
+            containerStatuses: containers.map((c) => {
+              // a container that ended already keeps its state (and finishedAt) as the phase follows
+              const ended = pod.status?.containerStatuses?.find((s) => s.name === c.name)?.state?.terminated
+              return step.lost === true
+                ? { ...containerId(c), state: { waiting: { reason: "ContainerCreating" } }, lastState: { terminated: lost } }
+                : { ...containerId(c), state: { terminated: ended ?? { exitCode: step.exitCode, reason: step.reason, finishedAt: t } } }
+            })
           }
         }
       }
@@ -972,6 +1057,22 @@ export const make = (options: Options): Effect.Effect<InMemoryClusterShape, neve
                 }
               }
               setPod(current, { ...current.pod, status: kubeletStatus(current.pod, step, secretName) })
+              if (step._tag === "Terminated" && step.lost === true) {
+                at(`pod ${name} lost its container`, now() + PodBehaviour.unknownContainerMillis, () => {
+                  const lostPod = pods.get(name)
+                  if (lostPod === undefined || lostPod.uid !== entry.uid) return
+                  setPod(lostPod, {
+                    ...lostPod.pod,
+                    status: {
+                      ...lostPod.pod.status,
+                      containerStatuses: (lostPod.pod.status?.containerStatuses ?? []).map((c) => ({
+                        ...c,
+                        state: { terminated: { exitCode: 137, reason: "ContainerStatusUnknown", message: PodBehaviour.unknownContainerMessage } }
+                      }))
+                    }
+                  })
+                })
+              }
               return true
             })
             if (!alive) return

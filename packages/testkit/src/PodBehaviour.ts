@@ -5,7 +5,10 @@ import { Duration } from "effect"
  * Durations are `Duration.DurationInput` (a bare number is milliseconds).
  */
 export type PodBehaviour =
-  /** Running 5 s after the pod was created, exits 0 `after` it started running. */
+  /**
+   * Running 5 s after the pod was created, exits 0 `after` it started running (0: at once, and the
+   * status never says Running: the phase goes from Pending to Succeeded).
+   */
   | { readonly _tag: "Succeed"; readonly after: Duration.DurationInput }
   /** Running, then terminated `after` with `exitCode` (default 1) and `reason` (default `Error`); exit 0 succeeds. */
   | {
@@ -28,9 +31,12 @@ export type PodBehaviour =
    * Running, then evicted by the kubelet `after` it started running (Events `Evicted`, `Killing`).
    * `exitCode` is how its process ends: by default 137 (PID 1 ignores SIGTERM and is killed), and
    * the pod fails with status.reason `Evicted`; 0 (it exits 0 on SIGTERM): the pod ends
-   * `Succeeded` with no reason and the Job `Complete`, and only the Event tells.
+   * `Succeeded` with no reason and the Job `Complete`, and only the Event tells. `lost`: the
+   * kubelet lost the container as it killed it (seen on the real node for a process that exits 0
+   * on SIGTERM): the pod fails with reason `Evicted` all the same, its container
+   * `ContainerStatusUnknown`, 137, first in `lastState`, a second later in `state`.
    */
-  | { readonly _tag: "Evicted"; readonly after: Duration.DurationInput; readonly exitCode?: number }
+  | { readonly _tag: "Evicted"; readonly after: Duration.DurationInput; readonly exitCode?: number; readonly lost?: boolean }
   /**
    * Running until killed. `sigtermExitCode`: the process exits with it as soon as it gets SIGTERM
    * (at the Job deadline); by default PID 1 ignores SIGTERM and dies with 137 after the grace.
@@ -58,7 +64,10 @@ export const imagePullRecovers = (after: Duration.DurationInput): PodBehaviour =
 export const invalidImage: PodBehaviour = { _tag: "InvalidImage" }
 export const configError: PodBehaviour = { _tag: "ConfigError" }
 export const unschedulable: PodBehaviour = { _tag: "Unschedulable" }
-export const evicted = (after: Duration.DurationInput, options: { readonly exitCode?: number } = {}): PodBehaviour => ({
+export const evicted = (
+  after: Duration.DurationInput,
+  options: { readonly exitCode?: number; readonly lost?: boolean } = {}
+): PodBehaviour => ({
   _tag: "Evicted",
   after,
   ...options
@@ -95,6 +104,11 @@ export const plan = (options: {
 
 /** The job controller creates a Job's pod this long after the Job. */
 export const podCreateDelayMillis = 1_000
+/**
+ * The kubelet's first status of a pod on the node: its container waits `ContainerCreating` (the real
+ * node: 0.2-0.4 s after the pod was created).
+ */
+export const containerCreatingMillis = 300
 /** A pod that runs is Running this long after it was created; image pulls fail first at the same time. */
 export const podStartDelayMillis = 5_000
 /**
@@ -102,10 +116,22 @@ export const podStartDelayMillis = 5_000
  * (the real node: ErrImagePull at 0.6-1.6 s, ImagePullBackOff in the status only at 14-16 s).
  */
 export const firstErrImagePullVisibleMillis = 13_000
-/** How long a later pull retry shows `ErrImagePull` before the kubelet reports `ImagePullBackOff` again. */
-export const errImagePullVisibleMillis = 1_000
-/** A container that ended non-zero is in the status this long before the pod phase follows (the real node: OOMKilled with phase Running). */
+/**
+ * How long a later pull retry shows `ErrImagePull` before the kubelet reports `ImagePullBackOff`
+ * again (until its next sync of the pod; the real node: 12 s).
+ */
+export const errImagePullVisibleMillis = 12_000
+/**
+ * A container that ended is in the status this long before the pod phase follows, whatever its exit
+ * code (the real node: 1-1.2 s; OOMKilled with phase Running, a process that exits at once with
+ * phase Pending).
+ */
 export const phaseLagMillis = 1_000
+/**
+ * A container that never started, its pod deleted: the kubelet shows it `ContainerCreating` again
+ * at once, and `ContainerStatusUnknown` this long after the deletion (the real node: 0.5-1 s).
+ */
+export const unknownContainerMillis = 1_000
 /** `terminationGracePeriodSeconds` when the pod sets none: a process that ignores SIGTERM is killed this long after it. */
 export const defaultTerminationGraceMillis = 30_000
 /** The job controller's back-off between failed pod creations: 1 s doubling, capped at 60 s. */
@@ -125,7 +151,7 @@ export type KubeletStep =
   | { readonly _tag: "Unschedulable"; readonly message: string }
   | { readonly _tag: "Waiting"; readonly reason: string }
   | { readonly _tag: "Running" }
-  /** The container ended, and the status says so while the phase still says Running. */
+  /** The container ended, and the status says so while the phase still says what it said (Running, or Pending). */
   | { readonly _tag: "ContainerEnded"; readonly exitCode: number; readonly reason: string }
   | {
       readonly _tag: "Terminated"
@@ -136,6 +162,8 @@ export type KubeletStep =
       readonly podMessage?: string
       /** Events the kubelet records about the pod just before (e.g. `Evicted`, `Killing`). */
       readonly events?: ReadonlyArray<KubeletEvent>
+      /** The kubelet lost the container as it killed it: `ContainerStatusUnknown` (see `Evicted`). */
+      readonly lost?: boolean
     }
 
 export interface KubeletEvent {
@@ -152,7 +180,10 @@ export interface TimedStep {
 
 export const unschedulableMessage =
   "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
-export const evictedMessage = "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi."
+/** The kubelet's message (with its trailing space). */
+export const evictedMessage = "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi. "
+export const unknownContainerMessage = "The container could not be located when the pod was terminated"
+export const lostContainerMessage = "The container could not be located when the pod was deleted.  The container used to be Running"
 
 const pullFailure = (image: string) =>
   `failed to pull and unpack image "${image}": failed to resolve reference "${image}": ${image}: not found`
@@ -192,39 +223,42 @@ function* imagePullTrouble(until: number | undefined): Generator<TimedStep> {
   }
 }
 
-const exited = (at: number, exitCode: number, reason: string): TimedStep => ({
-  at,
-  step: { _tag: "Terminated", exitCode, reason: exitCode === 0 ? "Completed" : reason }
-})
+/**
+ * Running from `startAt` (a process that ends at once is never reported Running: the phase stays
+ * Pending), the container ended `runMillis` later, the phase following `phaseLagMillis` after that.
+ */
+function* runThenExit(startAt: number, runMillis: number, exitCode: number, reason: string): Generator<TimedStep> {
+  const endedAt = startAt + runMillis
+  const finalReason = exitCode === 0 ? "Completed" : reason
+  if (runMillis > 0) yield { at: startAt, step: { _tag: "Running" } }
+  yield { at: endedAt, step: { _tag: "ContainerEnded", exitCode, reason: finalReason } }
+  yield { at: endedAt + phaseLagMillis, step: { _tag: "Terminated", exitCode, reason: finalReason } }
+}
 
 /**
- * The status changes the kubelet makes for a behaviour, in time order (possibly endless). Every
- * running behaviour is Running at 5 s; durations of `Succeed`, `Fail` and `Evicted` count from then.
+ * The status changes the kubelet makes for a behaviour, in time order (possibly endless). A pod on
+ * the node shows `ContainerCreating` first; every running behaviour is Running at 5 s; durations of
+ * `Succeed`, `Fail` and `Evicted` count from then.
  */
 export function* kubeletSteps(behaviour: PodBehaviour): Generator<TimedStep> {
   const running: TimedStep = { at: podStartDelayMillis, step: { _tag: "Running" } }
+  if (behaviour._tag !== "Unschedulable" && behaviour._tag !== "NoPod") {
+    yield { at: containerCreatingMillis, step: { _tag: "Waiting", reason: "ContainerCreating" } }
+  }
   switch (behaviour._tag) {
     case "Succeed":
-      yield running
-      yield exited(podStartDelayMillis + millis(behaviour.after), 0, "Completed")
+      yield* runThenExit(podStartDelayMillis, millis(behaviour.after), 0, "Completed")
       return
-    case "Fail": {
-      yield running
-      const endedAt = podStartDelayMillis + millis(behaviour.after)
-      const exitCode = behaviour.exitCode ?? 1
-      const reason = behaviour.reason ?? "Error"
-      if (exitCode !== 0) yield { at: endedAt, step: { _tag: "ContainerEnded", exitCode, reason } }
-      yield exited(exitCode === 0 ? endedAt : endedAt + phaseLagMillis, exitCode, reason)
+    case "Fail":
+      yield* runThenExit(podStartDelayMillis, millis(behaviour.after), behaviour.exitCode ?? 1, behaviour.reason ?? "Error")
       return
-    }
     case "ImagePullFails":
       yield* imagePullTrouble(undefined)
       return
     case "ImagePullRecovers": {
       const runningAt = podStartDelayMillis + millis(behaviour.after)
       yield* imagePullTrouble(runningAt)
-      yield { at: runningAt, step: { _tag: "Running" } }
-      yield exited(runningAt + recoveredRunMillis, 0, "Completed")
+      yield* runThenExit(runningAt, recoveredRunMillis, 0, "Completed")
       return
     }
     case "InvalidImage":
@@ -245,7 +279,9 @@ export function* kubeletSteps(behaviour: PodBehaviour): Generator<TimedStep> {
       ]
       yield {
         at: podStartDelayMillis + millis(behaviour.after),
-        step: exitCode === 0
+        step: behaviour.lost === true
+          ? { _tag: "Terminated", exitCode: 137, reason: "ContainerStatusUnknown", podReason: "Evicted", podMessage: evictedMessage, events, lost: true }
+          : exitCode === 0
           ? { _tag: "Terminated", exitCode, reason: "Completed", events }
           : { _tag: "Terminated", exitCode, reason: "Error", podReason: "Evicted", podMessage: evictedMessage, events }
       }

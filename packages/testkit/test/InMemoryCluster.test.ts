@@ -102,7 +102,7 @@ const recordEvents = <A>(stream: Stream.Stream<WatchEvent<A>>) =>
 
 describe("InMemoryCluster", () => {
   describe("job controller and kubelet", () => {
-    it.scoped("creates the pod 1 s after the Job; the pod is Running 5 s after its creation", () =>
+    it.scoped("creates the pod 1 s after the Job; ContainerCreating 0.3 s later; the pod is Running 5 s after its creation", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.succeed("5 minutes")))
         assert.strictEqual(yield* cluster.ops.createJob(manifest("job-a")), "created")
@@ -129,6 +129,12 @@ describe("InMemoryCluster", () => {
         assert.deepStrictEqual(pending.spec?.containers?.map((c) => [c.name, c.image]), [["agent", image]])
         assert.strictEqual((yield* jobOf(cluster, "job-a")).status?.active, 1)
 
+        yield* until(1.299)
+        assert.isUndefined(container(yield* onlyPod(cluster, "job-a")))
+        yield* until(1.3)
+        const creating = yield* onlyPod(cluster, "job-a")
+        assert.deepStrictEqual(container(creating), { waiting: { reason: "ContainerCreating" } })
+        assert.strictEqual(Kube.podCondition(creating, "PodScheduled").pipe(Option.map((c) => c.status), Option.getOrNull), "True")
         yield* until(5.999)
         assert.strictEqual((yield* onlyPod(cluster, "job-a")).status?.phase, "Pending")
         yield* until(6)
@@ -138,15 +144,20 @@ describe("InMemoryCluster", () => {
         assert.deepStrictEqual(container(running), { running: { startedAt: ts(6) } })
       }))
 
-    it.scoped("succeed: the pod exits 0, the Job completes, and TTL deletes it with its pods", () =>
+    it.scoped("succeed: the container exits 0 while the phase says Running, the pod Succeeded 1 s later, the Job completes, and TTL deletes it with its pods", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.succeed("2 minutes")))
         const notices = yield* Effect.forkScoped(Stream.runCollect(Stream.take(cluster.notices, 2)))
         yield* cluster.ops.createJob(manifest("job-a", { ttlSecondsAfterFinished: 600 }))
 
         yield* until(125.999)
-        assert.strictEqual((yield* onlyPod(cluster, "job-a")).status?.phase, "Running")
+        assert.deepStrictEqual(container(yield* onlyPod(cluster, "job-a")), { running: { startedAt: ts(6) } })
         yield* until(126)
+        const ended = yield* onlyPod(cluster, "job-a")
+        assert.strictEqual(ended.status?.phase, "Running")
+        assert.deepStrictEqual(container(ended)?.terminated, { exitCode: 0, reason: "Completed", finishedAt: ts(126) })
+        assert.deepStrictEqual(conditionsOf(yield* jobOf(cluster, "job-a")), [])
+        yield* until(127)
         const pod = yield* onlyPod(cluster, "job-a")
         assert.strictEqual(pod.status?.phase, "Succeeded")
         assert.deepStrictEqual(container(pod)?.terminated, { exitCode: 0, reason: "Completed", finishedAt: ts(126) })
@@ -157,12 +168,12 @@ describe("InMemoryCluster", () => {
         ])
         assert.strictEqual(job.status?.succeeded, 1)
         assert.strictEqual(job.status?.active, 0)
-        assert.strictEqual(job.status?.completionTime, ts(126))
+        assert.strictEqual(job.status?.completionTime, ts(127))
         assert.isTrue(Kube.jobSucceeded(job))
 
-        yield* until(725.999)
+        yield* until(726.999)
         assert.isTrue(Option.isSome(yield* cluster.watch.job("job-a")))
-        yield* until(726)
+        yield* until(727)
         assert.isTrue(Option.isNone(yield* cluster.watch.job("job-a")))
         assert.deepStrictEqual(yield* cluster.podsSnapshot, [])
         const [createdNotice, deletedNotice] = Chunk.toReadonlyArray(yield* Fiber.join(notices))
@@ -179,7 +190,7 @@ describe("InMemoryCluster", () => {
           taskId: "4aa57614-8835-4992-87e9-ca483ddbeae6",
           jobName: "job-a",
           jobUid: "uid-1",
-          at: T0 + 726_000
+          at: T0 + 727_000
         })
       }))
 
@@ -196,7 +207,8 @@ describe("InMemoryCluster", () => {
         yield* until(37)
         const pod = yield* onlyPod(cluster, "job-a")
         assert.strictEqual(pod.status?.phase, "Failed")
-        assert.deepStrictEqual(container(pod)?.terminated, { exitCode: 137, reason: "OOMKilled", finishedAt: ts(37) })
+        // the container's end keeps its time as the phase follows
+        assert.deepStrictEqual(container(pod)?.terminated, { exitCode: 137, reason: "OOMKilled", finishedAt: ts(36) })
         const job = yield* jobOf(cluster, "job-a")
         assert.deepStrictEqual(conditionsOf(job), [
           "FailureTarget=True:BackoffLimitExceeded",
@@ -216,7 +228,7 @@ describe("InMemoryCluster", () => {
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.fail("10 seconds", { exitCode: 0 })))
         yield* cluster.ops.createJob(manifest("job-a"))
-        yield* until(16)
+        yield* until(17)
         assert.strictEqual((yield* onlyPod(cluster, "job-a")).status?.phase, "Succeeded")
         assert.isTrue(Kube.jobSucceeded(yield* jobOf(cluster, "job-a")))
       }))
@@ -260,7 +272,7 @@ describe("InMemoryCluster", () => {
         })
       }))
 
-    it.scoped("activeDeadlineSeconds, the process exits 0 on SIGTERM: the pod ends Succeeded at once, the Job fails DeadlineExceeded", () =>
+    it.scoped("activeDeadlineSeconds, the process exits 0 on SIGTERM: the pod ends Succeeded at once, counted failed when it was deleted; the Job fails DeadlineExceeded", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.hangUntilSigterm(0)))
         const podEvents = yield* recordEvents(cluster.watch.podEvents)
@@ -268,19 +280,27 @@ describe("InMemoryCluster", () => {
         yield* until(20)
         const job = yield* jobOf(cluster, "job-a")
         assert.deepStrictEqual(conditionsOf(job), ["FailureTarget=True:DeadlineExceeded", "Failed=True:DeadlineExceeded"])
-        assert.strictEqual(job.status?.succeeded, 1)
+        // as the real job controller counts it: a pod it deleted before it ended failed, whatever its phase
+        assert.strictEqual(job.status?.failed, 1)
+        assert.isUndefined(job.status?.succeeded)
         assert.isFalse(Kube.jobSucceeded(job))
         const ended = (yield* podEvents).flatMap(([, e]) => (e._tag === "Upsert" && e.object.status?.phase === "Succeeded" ? [e.object] : []))
         assert.deepStrictEqual(ended.map((p) => container(p)?.terminated), [{ exitCode: 0, reason: "Completed", finishedAt: ts(20) }])
         assert.isTrue(yield* cluster.wasSignalled(ended[0]?.metadata.uid ?? ""))
       }))
 
-    it.scoped("activeDeadlineSeconds while the image pull fails: the container that never started ends ContainerStatusUnknown, exit 137, no times", () =>
+    it.scoped("activeDeadlineSeconds while the image pull fails: the container that never started shows ContainerCreating, then ends ContainerStatusUnknown, exit 137, no times", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.imagePullFails))
         const podEvents = yield* recordEvents(cluster.watch.podEvents)
         yield* cluster.ops.createJob(manifest("job-a", { activeDeadlineSeconds: 60 }))
         yield* until(60)
+        const deleting = yield* onlyPod(cluster, "job-a")
+        assert.isDefined(deleting.metadata.deletionTimestamp)
+        assert.deepStrictEqual(container(deleting), { waiting: { reason: "ContainerCreating" } })
+        assert.strictEqual((yield* jobOf(cluster, "job-a")).status?.failed, 1)
+        assert.deepStrictEqual(conditionsOf(yield* jobOf(cluster, "job-a")), ["FailureTarget=True:DeadlineExceeded"])
+        yield* until(61)
         assert.deepStrictEqual(conditionsOf(yield* jobOf(cluster, "job-a")), [
           "FailureTarget=True:DeadlineExceeded",
           "Failed=True:DeadlineExceeded"
@@ -291,7 +311,7 @@ describe("InMemoryCluster", () => {
         ])
       }))
 
-    it.scoped("image-pull-fails: ErrImagePull at 5 s, ImagePullBackOff only 13 s later, retries after 10, 20, 40 ... 300 s", () =>
+    it.scoped("image-pull-fails: ErrImagePull at 5 s, ImagePullBackOff only 13 s later, retries after 10, 20, 40 ... 300 s, each ErrImagePull for 12 s", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.imagePullFails))
         const podEvents = yield* recordEvents(cluster.watch.podEvents)
@@ -300,25 +320,23 @@ describe("InMemoryCluster", () => {
 
         const waiting = (yield* podEvents).flatMap(([t, event]) => {
           const reason = event._tag === "Upsert" ? container(event.object)?.waiting?.reason : undefined
-          return reason === undefined ? [] : [`${t - 1}s ${reason}`] // relative to the pod's creation
+          return reason === undefined || reason === "ContainerCreating" ? [] : [`${t - 1}s ${reason}`] // relative to the pod's creation
         })
         assert.deepStrictEqual(waiting, [
           "5s ErrImagePull",
           "18s ImagePullBackOff",
           "28s ErrImagePull",
-          "29s ImagePullBackOff",
-          "49s ErrImagePull",
-          "50s ImagePullBackOff",
-          "90s ErrImagePull",
-          "91s ImagePullBackOff",
-          "171s ErrImagePull",
-          "172s ImagePullBackOff",
-          "332s ErrImagePull",
-          "333s ImagePullBackOff",
-          "633s ErrImagePull",
-          "634s ImagePullBackOff",
-          "934s ErrImagePull",
-          "935s ImagePullBackOff"
+          "40s ImagePullBackOff",
+          "60s ErrImagePull",
+          "72s ImagePullBackOff",
+          "112s ErrImagePull",
+          "124s ImagePullBackOff",
+          "204s ErrImagePull",
+          "216s ImagePullBackOff",
+          "376s ErrImagePull",
+          "388s ImagePullBackOff",
+          "688s ErrImagePull",
+          "700s ImagePullBackOff"
         ])
         const pod = yield* onlyPod(cluster, "job-a")
         assert.strictEqual(pod.status?.phase, "Pending")
@@ -335,12 +353,12 @@ describe("InMemoryCluster", () => {
         yield* until(6)
         assert.strictEqual(container(yield* onlyPod(cluster, "job-a"))?.waiting?.reason, "ErrImagePull")
         yield* until(35.999)
-        assert.strictEqual(container(yield* onlyPod(cluster, "job-a"))?.waiting?.reason, "ImagePullBackOff")
+        assert.strictEqual(container(yield* onlyPod(cluster, "job-a"))?.waiting?.reason, "ErrImagePull")
         yield* until(36)
         const running = yield* onlyPod(cluster, "job-a")
         assert.strictEqual(running.status?.phase, "Running")
         assert.deepStrictEqual(container(running), { running: { startedAt: ts(36) } })
-        yield* until(96)
+        yield* until(97)
         assert.strictEqual((yield* onlyPod(cluster, "job-a")).status?.phase, "Succeeded")
         assert.isTrue(Kube.jobSucceeded(yield* jobOf(cluster, "job-a")))
       }))
@@ -353,7 +371,7 @@ describe("InMemoryCluster", () => {
         yield* cluster.ops.createJob(manifest("job-invalid", { taskId: "t1" }))
         yield* cluster.ops.createJob(manifest("job-config", { taskId: "t2" }))
         yield* until(5.999)
-        assert.isUndefined(container(yield* onlyPod(cluster, "job-invalid")))
+        assert.deepStrictEqual(container(yield* onlyPod(cluster, "job-invalid")), { waiting: { reason: "ContainerCreating" } })
         yield* until(600)
         const invalid = yield* onlyPod(cluster, "job-invalid")
         assert.strictEqual(invalid.status?.phase, "Pending")
@@ -434,19 +452,28 @@ describe("InMemoryCluster", () => {
         )
       }))
 
-    it.scoped("no-pod: no pod ever; the job controller's FailedCreate Event, repeated with back-off (1 s doubling to 60 s)", () =>
+    it.scoped("no-pod: no pod ever; the job controller's FailedCreate Event for each try (1 s doubling to 60 s), combined after ten", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.noPod))
         yield* cluster.ops.createJob(manifest("job-a"))
         yield* until(600)
         assert.deepStrictEqual(yield* cluster.podsSnapshot, [])
         const events = yield* cluster.events
-        // 1, 2, 4, 8, 16, 32, 64, then every 60 s: 124 ... 544
+        // 1, 2, 4, 8, 16, 32, 64, then every 60 s: 124 ... 544; each names the pod name the API
+        // server generated, so each is an Event of its own until client-go combines the 11th on
+        const tries = [1, 2, 4, 8, 16, 32, 64, 124, 184, 244]
         assert.deepStrictEqual(events.map((e) => [e.involvedObject.name, e.involvedObject.uid, e.reason, e.type, e.source, e.at, e.count, e.lastAt]), [
-          ["job-a", "uid-1", "FailedCreate", "Warning", "job-controller", T0 + 1000, 15, T0 + 544_000]
+          ...tries.map((t) => ["job-a", "uid-1", "FailedCreate", "Warning", "job-controller", T0 + t * 1000, 1, T0 + t * 1000]),
+          ["job-a", "uid-1", "FailedCreate", "Warning", "job-controller", T0 + 304_000, 5, T0 + 544_000]
         ])
+        const messages = events.map((e) => e.message)
+        assert.strictEqual(new Set(messages).size, 11)
+        for (const message of messages.slice(0, 10)) {
+          assert.match(message, /^Error creating: pods "job-a-[bcdfghjklmnpqrstvwxz2456789]{5}" is forbidden: exceeded quota: agent-quota, requested: pods=1, used: pods=0, limited: pods=0$/)
+        }
+        assert.match(messages[10] ?? "", /^\(combined from similar events\): Error creating: pods "job-a-[a-z0-9]{5}" is forbidden: exceeded quota: /)
         const live = yield* cluster.watch.readEvents(Kube.jobCreateFailureSelector("job-a"))
-        assert.match(live[0]?.message ?? "", /^Error creating: pods "job-a-" is forbidden: exceeded quota: /)
+        assert.match(live[0]?.message ?? "", /^Error creating: pods "job-a-[a-z0-9]{5}" is forbidden: exceeded quota: /)
         assert.deepStrictEqual(yield* cluster.watch.readEvents(Kube.jobCreateFailureSelector("job-b")), [])
         const job = yield* jobOf(cluster, "job-a")
         assert.isTrue(Kube.jobActive(job))
@@ -616,13 +643,18 @@ describe("InMemoryCluster", () => {
         assert.strictEqual((yield* Effect.flip(cluster.ops.annotateJob("job-a", "k", "v")))._tag, "NotFound")
       }))
 
-    it.scoped("TTL deletion honours finalizers", () =>
+    it.scoped("TTL deletion is in the foreground (the pods go first) and honours finalizers", () =>
       Effect.gen(function*() {
         const cluster = yield* setup(PodBehaviour.always(PodBehaviour.succeed("10 seconds")))
+        const jobEvents = yield* recordEvents(cluster.watch.jobEvents)
         yield* cluster.ops.createJob(manifest("job-a", { finalizers: [names.finalizer], ttlSecondsAfterFinished: 60 }))
-        yield* until(76)
-        assert.strictEqual((yield* jobOf(cluster, "job-a")).metadata.deletionTimestamp, ts(76))
-        assert.strictEqual((yield* cluster.watch.podsOfJob("job-a")).length, 1)
+        yield* until(77)
+        const job = yield* jobOf(cluster, "job-a")
+        assert.strictEqual(job.metadata.deletionTimestamp, ts(77))
+        assert.deepStrictEqual(job.metadata.finalizers, [names.finalizer])
+        const finalizers = (yield* jobEvents).flatMap(([, e]) => (e._tag === "Upsert" && e.object.metadata.deletionTimestamp !== undefined ? [e.object.metadata.finalizers] : []))
+        assert.deepStrictEqual(finalizers, [[names.finalizer, "foregroundDeletion"], [names.finalizer]])
+        assert.deepStrictEqual(yield* cluster.watch.podsOfJob("job-a"), [])
         yield* cluster.clearJobFinalizers("job-a")
         assert.deepStrictEqual(yield* cluster.jobsSnapshot, [])
         assert.deepStrictEqual(yield* cluster.podsSnapshot, [])
@@ -651,13 +683,16 @@ describe("InMemoryCluster", () => {
         assert.deepStrictEqual((yield* cluster.events).map((e) => `${e.reason} ${e.source} ${e.count}`), [
           "ZombieDetected executor 1",
           "ZombieDetected executor 1",
-          "FailedCreate job-controller 7"
+          ...Array.from({ length: 7 }, () => "FailedCreate job-controller 1")
         ])
         const executorOnes = yield* cluster.watch.readEvents("involvedObject.kind=Job,source=agent-task-executor")
         assert.deepStrictEqual(executorOnes.map((e) => e.reason), ["ZombieDetected", "ZombieDetected"])
-        // the FailedCreate Event keeps being bumped, the executor's expire an hour after they were written
+        // the executor's expire an hour after they were written, the job controller's an hour after
+        // their last repeat; the combined FailedCreate Event keeps being bumped
         yield* until(3601)
-        assert.deepStrictEqual((yield* cluster.events).map((e) => e.reason), ["FailedCreate"])
+        assert.deepStrictEqual((yield* cluster.events).map((e) => e.reason), Array.from({ length: 11 }, () => "FailedCreate"))
+        yield* until(3845)
+        assert.deepStrictEqual((yield* cluster.events).map((e) => [e.reason, e.count]), [["FailedCreate", 60]])
         const bad = yield* Effect.flip(cluster.watch.readEvents("metadata.labels=x"))
         assert.isFalse(bad.transient)
         yield* cluster.setApiDown(true)
@@ -802,7 +837,7 @@ describe("InMemoryCluster", () => {
         if (step._tag === "Waiting" && step.reason === "ErrImagePull") pulls.push(at / 1000)
         if (pulls.length === 9) break
       }
-      assert.deepStrictEqual(pulls, [5, 28, 49, 90, 171, 332, 633, 934, 1235])
+      assert.deepStrictEqual(pulls, [5, 28, 60, 112, 204, 376, 688, 1000, 1312])
     })
   })
 })
