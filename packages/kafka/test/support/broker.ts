@@ -3,13 +3,32 @@
 // test/infra/prepare.sh caches; stopped by its pid only.
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { closeSync, existsSync, openSync } from "node:fs"
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs"
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { Data, Effect, Ref, Schedule } from "effect"
 import { cachedEnv, freePort as freeTcpPort } from "../../../../test/support/stack.js"
+
+
+/** Waits (at most 5 s) until every thread of `pid` is stopped (`T` in /proc/<pid>/task/<tid>/stat). */
+const allThreadsStopped = (pid: number) =>
+  Effect.sync(() => {
+    const threads = readdirSync(`/proc/${pid}/task`)
+    return threads.every((tid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+        return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "T"
+      } catch {
+        return true
+      }
+    })
+  }).pipe(
+    Effect.repeat({ until: (stopped) => stopped, schedule: Schedule.spaced("10 millis") }),
+    Effect.timeout("5 seconds"),
+    Effect.ignore
+  )
 
 export class BrokerError extends Data.TaggedError("BrokerError")<{ readonly message: string }> {}
 
@@ -193,7 +212,14 @@ export const privateBroker = (binaries: Binaries) =>
         yield* signal("SIGKILL")
         yield* exited(child)
       }),
-      pause: signal("SIGSTOP"),
+      // kill() returns before every thread of the JVM has stopped; under load a network thread can
+      // still answer a request sent right after, so wait until each thread shows state T
+      pause: Effect.zipRight(
+        signal("SIGSTOP"),
+        Effect.flatMap(Ref.get(process_), (child) =>
+          child?.pid === undefined ? Effect.void : allThreadsStopped(child.pid)
+        )
+      ),
       resume: signal("SIGCONT")
     } satisfies PrivateBroker
   })
